@@ -1,0 +1,171 @@
+//! Command-line definitions (clap), with examples in `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{DeviceSpec, Overrides};
+use crate::ops::{Dtype, FeatureMap, Implementation, OpKind, PConvForward};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pconv-bench",
+    version,
+    about = "Is Partial Convolution (PConv, FasterNet) really faster than DWConv and GConv? Measures latency, MACs, memory access and achieved FLOPS.",
+    after_help = "Examples:\n  pconv-bench run                                  # paper Table 1 on CPU, 1 thread\n  pconv-bench run --threads 2 --json results/my-cpu-table1.json\n  pconv-bench run --ops pconv,dwconv --shapes 64x80x80 --batch 8\n\nExit codes: 0 ok, 2 bad input, 3 verification failed, 4 runtime error, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Verify, then time, the operator suite (default: the paper's Table 1 on CPU).
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+}
+
+const RUN_EXAMPLES: &str = "Examples:
+  pconv-bench run                                   # configs/table1.toml: Table 1 shapes, 1 thread
+  pconv-bench run --json results/cpu-mybox-1t-table1.json
+  pconv-bench run --config configs/ci.toml --quiet  # a tiny suite (seconds)
+  pconv-bench run --ops pconv --n-div 2,4,8 --pconv-forward split_cat
+  pconv-bench run --shapes 128x40x40,256x20x20 --batch 4 --threads 2
+
+List flags take comma-separated values and replace the config's list.";
+
+/// Parses a duration in seconds: `2`, `0.5`, `1.5s` or `500ms`.
+fn seconds(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (t, 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v * scale)
+        .ok_or_else(|| {
+            format!("'{s}' is not a duration: give seconds such as 2, 0.5, 1.5s or 500ms")
+        })
+}
+
+/// Parses a positive integer.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(format!("'{s}' is not allowed: give a positive integer")),
+    }
+}
+
+/// The suite flags `run` (and later `sweep`) share; each replaces the config's value.
+#[derive(Debug, Args, Clone)]
+pub struct SuiteArgs {
+    /// Suite file (TOML); default: the built-in configs/table1.toml.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+    /// Operators: conv, gconv, dwconv, pconv, pwconv.
+    #[arg(long, value_delimiter = ',')]
+    pub ops: Option<Vec<OpKind>>,
+    /// Feature maps CxHxW, e.g. 96x56x56,192x28x28.
+    #[arg(long, value_delimiter = ',', value_name = "CxHxW")]
+    pub shapes: Option<Vec<FeatureMap>>,
+    /// Kernel sizes (odd), e.g. 3 or 3,5,7. PWConv is always 1x1.
+    #[arg(long, value_delimiter = ',', value_parser = positive)]
+    pub kernel: Option<Vec<usize>>,
+    /// PConv partial-ratio divisors: c_p = c / n_div.
+    #[arg(long = "n-div", value_delimiter = ',', value_parser = positive)]
+    pub n_div: Option<Vec<usize>>,
+    /// GConv group counts (must divide the channels).
+    #[arg(long, value_delimiter = ',', value_parser = positive)]
+    pub groups: Option<Vec<usize>>,
+    /// PConv forwards: slicing, split_cat.
+    #[arg(long = "pconv-forward", value_delimiter = ',')]
+    pub pconv_forward: Option<Vec<PConvForward>>,
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', value_parser = positive)]
+    pub batch: Option<Vec<usize>>,
+    /// CPU threads (candle's rayon pool and GEMM).
+    #[arg(long, value_delimiter = ',', value_parser = positive)]
+    pub threads: Option<Vec<usize>>,
+    /// Stacked layers per operator (the paper uses 10).
+    #[arg(long, value_parser = positive)]
+    pub layers: Option<usize>,
+    /// Element types: f32, f16, bf16.
+    #[arg(long, value_delimiter = ',')]
+    pub dtype: Option<Vec<Dtype>>,
+    /// Implementations: candle.
+    #[arg(long = "impl", value_delimiter = ',')]
+    pub implementations: Option<Vec<Implementation>>,
+    /// Warm-up time per point (at least 3 runs), e.g. 0.5 or 500ms.
+    #[arg(long = "warmup-time", value_parser = seconds, value_name = "SECONDS")]
+    pub warmup_time: Option<f64>,
+    /// Measurement time per point (at least 10 samples), e.g. 2 or 2s.
+    #[arg(long = "measure-time", value_parser = seconds, value_name = "SECONDS")]
+    pub measure_time: Option<f64>,
+    /// Seed of the random weights and inputs.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl SuiteArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            device: self.device,
+            ops: self.ops.clone(),
+            shapes: self.shapes.clone(),
+            kernel: self.kernel.clone(),
+            groups: self.groups.clone(),
+            n_div: self.n_div.clone(),
+            pconv_forward: self.pconv_forward.clone(),
+            batch: self.batch.clone(),
+            threads: self.threads.clone(),
+            layers: self.layers,
+            dtype: self.dtype.clone(),
+            implementations: self.implementations.clone(),
+            warmup_time_s: self.warmup_time,
+            measure_time_s: self.measure_time,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub suite: SuiteArgs,
+    /// Write the results as JSON (atomically) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// No progress bar and no informational messages on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(seconds("2").unwrap(), 2.0);
+        assert_eq!(seconds("1.5s").unwrap(), 1.5);
+        assert_eq!(seconds("500ms").unwrap(), 0.5);
+        assert!(seconds("-1").unwrap_err().contains("'-1'"));
+        assert!(seconds("fast").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

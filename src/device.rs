@@ -1,0 +1,86 @@
+//! Opening the compute device and pinning the CPU thread count.
+
+use candle_core::Device;
+
+use crate::config::DeviceSpec;
+use crate::error::{Error, Result};
+use crate::metadata::DeviceInfo;
+use crate::ops::{Dtype, Implementation};
+
+/// Opens the device, or says why it cannot be used.
+pub fn open(spec: DeviceSpec) -> Result<Device> {
+    match spec {
+        DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Cuda(ordinal) => open_cuda(ordinal),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(ordinal: usize) -> Result<Device> {
+    Device::new_cuda(ordinal).map_err(|e| {
+        Error::Unsupported(format!(
+            "no CUDA device found: cuda:{ordinal} could not be opened ({})",
+            e.to_string().lines().next().unwrap_or_default()
+        ))
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(ordinal: usize) -> Result<Device> {
+    Err(Error::Unsupported(format!(
+        "device 'cuda:{ordinal}' needs a CUDA build of pconv-bench: cargo build --release --features cuda (see README, 'CUDA'); this build supports: cpu"
+    )))
+}
+
+/// What the results file says about the device.
+pub fn info(spec: DeviceSpec) -> DeviceInfo {
+    let mut info = DeviceInfo::cpu();
+    info.kind = spec.to_string();
+    info
+}
+
+/// Pins the thread count candle's CPU kernels use: candle reads `RAYON_NUM_THREADS` on each
+/// GEMM, and its rayon loops run in whichever pool is current. Call before the pool that
+/// will run the work is built, from the main thread, with no candle work in flight.
+pub fn pin_threads(threads: usize) -> Result<rayon::ThreadPool> {
+    // Safe in edition 2021; nothing else reads or writes the environment concurrently here.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))
+}
+
+/// Runs a tiny instance of every candle op the operators use, so a dtype the backend cannot
+/// run is refused up front with a clear message instead of failing mid-run.
+pub fn check_supported(
+    device: &Device,
+    implementation: Implementation,
+    dtype: Dtype,
+) -> Result<()> {
+    let probe = || -> candle_core::Result<()> {
+        let x = candle_core::Tensor::ones((1, 4, 3, 3), dtype.candle(), device)?;
+        let w = candle_core::Tensor::ones((4, 2, 3, 3), dtype.candle(), device)?;
+        let y = x.conv2d(&w, 1, 1, 1, 2)?;
+        let out =
+            candle_core::Tensor::cat(&[&y.narrow(1, 0, 2)?, &x.narrow(1, 2, 2)?], 1)?.copy()?;
+        out.slice_set(&y.narrow(1, 0, 1)?.contiguous()?, 1, 0)?;
+        device.synchronize()
+    };
+    probe().map_err(|e| {
+        Error::Unsupported(format!(
+            "dtype {dtype} is not supported by implementation {implementation} on {}: {}",
+            device_name(device),
+            e.to_string().lines().next().unwrap_or_default()
+        ))
+    })
+}
+
+pub fn device_name(device: &Device) -> &'static str {
+    if device.is_cuda() {
+        "cuda"
+    } else {
+        "cpu"
+    }
+}

@@ -1,0 +1,36 @@
+use clap::Parser;
+
+use pconv_bench::cli::{Cli, Command};
+use pconv_bench::commands;
+use pconv_bench::error::exit;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // One line: clap's first line names the value and what is allowed.
+            let rendered = e.to_string();
+            eprintln!(
+                "{}",
+                rendered.lines().next().unwrap_or("error: bad arguments")
+            );
+            std::process::exit(exit::INVALID_INPUT);
+        }
+        Err(e) => {
+            // --help and --version.
+            let _ = e.print();
+            std::process::exit(0);
+        }
+    };
+    let result = match &cli.command {
+        Command::Run(args) => commands::run::execute(args, argv),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(e.exit_code());
+        }
+    }
+}

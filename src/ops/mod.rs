@@ -1,0 +1,346 @@
+//! Operators: what each one computes (its forward) and what it costs (its cost model), side by
+//! side, so that a formula and the code it describes never drift apart.
+//!
+//! Data flows one way: an [`OpSpec`] (what to build) gives a cost model and seeded
+//! [`LayerWeights`]; an [`Implementation`] turns those weights into a runnable [`Stack`].
+
+mod conv;
+mod pconv;
+pub mod types;
+
+pub use types::{Dtype, FeatureMap, Implementation, OpKind, PConvForward};
+
+use candle_core::{Device, Tensor};
+use candle_nn::Module;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CandleContext, Result};
+
+/// One operator configuration at one feature-map size: a single layer, c_in = c_out,
+/// stride 1, "same" padding (k / 2), no bias.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OpSpec {
+    pub kind: OpKind,
+    /// Kernel size k (k x k). Always 1 for PWConv.
+    pub kernel: usize,
+    /// Group count: GConv only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<usize>,
+    /// Partial ratio divisor, r = 1 / n_div: PConv only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_div: Option<usize>,
+    /// PConv only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward: Option<PConvForward>,
+    pub map: FeatureMap,
+}
+
+/// Analytic cost of one layer on one image, in the paper's conventions (REFERENCE.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerCost {
+    /// Multiply-adds: the paper's (and fvcore's) "FLOPs".
+    pub macs: u64,
+    /// Activation elements read and written (the h·w·2c term).
+    pub activation_elements: u64,
+    /// Weight elements read (the k²·c²/g term); also the parameter count (no bias).
+    pub weight_elements: u64,
+}
+
+impl LayerCost {
+    /// The paper's memory access for one image: activations plus weights, in elements.
+    pub fn memory_elements(&self) -> u64 {
+        self.activation_elements + self.weight_elements
+    }
+}
+
+/// Elements an implementation copies beyond the paper's model (for example PConv's `cat`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Copies {
+    /// Elements read plus written by copies, per image per layer.
+    pub elements_per_image: u64,
+    /// What was copied, for people ("" when nothing).
+    pub description: String,
+}
+
+impl OpSpec {
+    /// Checks that this operator can be built at this feature-map size.
+    pub fn validate(&self) -> Result<()> {
+        let FeatureMap { c, h, w } = self.map;
+        let k = self.kernel;
+        if k == 0 || k.is_multiple_of(2) {
+            return crate::invalid!(
+                "kernel size {k} for {}: 'same' padding (k/2) needs an odd kernel size (1, 3, 5, 7, ...)",
+                self.kind
+            );
+        }
+        if k > h || k > w {
+            return crate::invalid!(
+                "kernel size {k} for {} is larger than the feature map {}: allowed is k <= min(h, w) = {}",
+                self.kind,
+                self.map,
+                h.min(w)
+            );
+        }
+        match self.kind {
+            OpKind::GConv => {
+                let g = self.groups.unwrap_or(0);
+                if g == 0 || c % g != 0 {
+                    return crate::invalid!(
+                        "groups {g} does not divide the {c} channels of {}: allowed are divisors of {c}",
+                        self.map
+                    );
+                }
+            }
+            OpKind::PConv => {
+                let n_div = self.n_div.unwrap_or(0);
+                if n_div == 0 || n_div > c {
+                    return crate::invalid!(
+                        "n_div {n_div} gives c_p = c / n_div = 0 partial channels for {}: allowed is 1 <= n_div <= {c}",
+                        self.map
+                    );
+                }
+            }
+            OpKind::Conv | OpKind::DWConv | OpKind::PWConv => {}
+        }
+        Ok(())
+    }
+
+    /// Groups of the convolution this operator runs (for PConv: of its partial conv).
+    pub fn conv_groups(&self) -> usize {
+        match self.kind {
+            OpKind::Conv | OpKind::PWConv | OpKind::PConv => 1,
+            OpKind::GConv => self.groups.unwrap_or(1),
+            OpKind::DWConv => self.map.c,
+        }
+    }
+
+    /// Channels the convolution sees: c, or c_p = c / n_div for PConv.
+    pub fn conv_channels(&self) -> usize {
+        match self.kind {
+            OpKind::PConv => pconv::partial_channels(self.map.c, self.n_div.unwrap_or(1)),
+            _ => self.map.c,
+        }
+    }
+
+    /// Short human label of the variant, e.g. `3x3 g=16` or `3x3 n_div=4 slicing`.
+    pub fn variant(&self) -> String {
+        let k = self.kernel;
+        match self.kind {
+            OpKind::GConv => format!("{k}x{k} g={}", self.conv_groups()),
+            OpKind::PConv => format!(
+                "{k}x{k} n_div={} {}",
+                self.n_div.unwrap_or(1),
+                self.forward.unwrap_or(PConvForward::SplitCat)
+            ),
+            _ => format!("{k}x{k}"),
+        }
+    }
+
+    /// The cost model of one layer on one image.
+    pub fn cost(&self) -> LayerCost {
+        let FeatureMap { h, w, .. } = self.map;
+        conv::grouped_conv_cost(self.conv_channels(), h, w, self.kernel, self.conv_groups())
+    }
+
+    /// Shape of one layer's weight, (c_out, c_in / groups, k, k).
+    pub fn weight_shape(&self) -> [usize; 4] {
+        let c = self.conv_channels();
+        [c, c / self.conv_groups(), self.kernel, self.kernel]
+    }
+}
+
+/// One layer's weights as plain data, drawn from a seeded RNG so that every implementation
+/// and the naive reference see the same numbers.
+#[derive(Debug, Clone)]
+pub struct LayerWeights {
+    pub shape: [usize; 4],
+    pub data: Vec<f32>,
+}
+
+impl LayerWeights {
+    /// Uniform in ±sqrt(3 / fan_in): unit variance in, unit variance out, so ten stacked
+    /// layers neither explode nor vanish (matters for f16).
+    pub fn random(spec: &OpSpec, rng: &mut impl Rng) -> Self {
+        let shape = spec.weight_shape();
+        let fan_in = (shape[1] * shape[2] * shape[3]) as f32;
+        let bound = (3.0 / fan_in).sqrt();
+        let data = uniform(shape.iter().product(), bound, rng);
+        Self { shape, data }
+    }
+}
+
+/// `n` values uniform in [-bound, bound).
+pub fn uniform(n: usize, bound: f32, rng: &mut impl Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+}
+
+/// A seeded RNG: the one place seeds become random streams.
+pub fn seeded_rng(seed: u64) -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(seed)
+}
+
+/// Random weights for `layers` stacked layers.
+pub fn random_weights(spec: &OpSpec, layers: usize, seed: u64) -> Vec<LayerWeights> {
+    let mut rng = seeded_rng(seed);
+    (0..layers)
+        .map(|_| LayerWeights::random(spec, &mut rng))
+        .collect()
+}
+
+/// Builds a tensor of `dtype` on `device` from f32 data.
+pub fn tensor_from(
+    data: Vec<f32>,
+    shape: &[usize],
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Tensor> {
+    Tensor::from_vec(data, shape, &Device::Cpu)
+        .and_then(|t| t.to_dtype(dtype.candle()))
+        .and_then(|t| t.to_device(device))
+        .context(|| format!("building a {dtype} tensor of shape {shape:?} on {device:?}"))
+}
+
+/// A runnable operator: `layers` stacked layers of one implementation.
+pub struct Stack {
+    layers: Vec<Box<dyn Module + Send + Sync>>,
+    copies: Copies,
+}
+
+impl Stack {
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut y = x.clone();
+        for layer in &self.layers {
+            y = layer.forward(&y)?;
+        }
+        Ok(y)
+    }
+
+    /// What this implementation copies beyond the paper's memory model.
+    pub fn copies(&self) -> &Copies {
+        &self.copies
+    }
+
+    pub fn depth(&self) -> usize {
+        self.layers.len()
+    }
+}
+
+/// Builds the operator `spec` with the given per-layer weights.
+pub fn build(
+    spec: &OpSpec,
+    implementation: Implementation,
+    weights: &[LayerWeights],
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Stack> {
+    spec.validate()?;
+    let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(weights.len());
+    for w in weights {
+        let weight = tensor_from(w.data.clone(), &w.shape, device, dtype)?;
+        let layer: Box<dyn Module + Send + Sync> = match (implementation, spec.kind) {
+            (Implementation::Candle, OpKind::PConv) => {
+                Box::new(pconv::CandlePConv::new(spec, weight))
+            }
+            (Implementation::Candle, _) => Box::new(conv::CandleConv::new(spec, weight)),
+        };
+        layers.push(layer);
+    }
+    let copies = match spec.kind {
+        OpKind::PConv => pconv::candle_copies(spec),
+        _ => Copies::default(),
+    };
+    Ok(Stack { layers, copies })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: OpKind, c: usize, h: usize, w: usize) -> OpSpec {
+        OpSpec {
+            kind,
+            kernel: if kind == OpKind::PWConv { 1 } else { 3 },
+            groups: (kind == OpKind::GConv).then_some(16),
+            n_div: (kind == OpKind::PConv).then_some(4),
+            forward: (kind == OpKind::PConv).then_some(PConvForward::SplitCat),
+            map: FeatureMap { c, h, w },
+        }
+    }
+
+    const TABLE1_MAPS: [(usize, usize); 4] = [(96, 56), (192, 28), (384, 14), (768, 7)];
+
+    /// MACs of 10 stacked layers on one image, as Table 1 counts them.
+    fn table1_macs(kind: OpKind, c: usize, hw: usize) -> u64 {
+        spec(kind, c, hw, hw).cost().macs * 10
+    }
+
+    #[test]
+    fn cost_model_reproduces_table1_flops_exactly() {
+        // REFERENCE.md: Conv 2601.12 M; GConv(16) and PConv(1/4) 162.57 M at every size;
+        // DWConv 27.095 / 13.548 / 6.774 / 3.387 M.
+        for (c, hw) in TABLE1_MAPS {
+            assert_eq!(table1_macs(OpKind::Conv, c, hw), 2_601_123_840);
+            assert_eq!(table1_macs(OpKind::GConv, c, hw), 162_570_240);
+            assert_eq!(table1_macs(OpKind::PConv, c, hw), 162_570_240);
+        }
+        let dw: Vec<u64> = TABLE1_MAPS
+            .iter()
+            .map(|&(c, hw)| table1_macs(OpKind::DWConv, c, hw))
+            .collect();
+        assert_eq!(dw, vec![27_095_040, 13_547_520, 6_773_760, 3_386_880]);
+    }
+
+    #[test]
+    fn memory_model_follows_the_paper_formulas() {
+        // Conv: h·w·2c + k²·c²
+        let conv = spec(OpKind::Conv, 96, 56, 56).cost();
+        assert_eq!(conv.memory_elements(), 56 * 56 * 2 * 96 + 9 * 96 * 96);
+        // DWConv: h·w·2c + k²·c
+        let dw = spec(OpKind::DWConv, 96, 56, 56).cost();
+        assert_eq!(dw.memory_elements(), 56 * 56 * 2 * 96 + 9 * 96);
+        // PConv r = 1/4: h·w·2c_p + k²·c_p²
+        let pc = spec(OpKind::PConv, 96, 56, 56).cost();
+        assert_eq!(pc.memory_elements(), 56 * 56 * 2 * 24 + 9 * 24 * 24);
+        // PWConv: h·w·2c + c²
+        let pw = spec(OpKind::PWConv, 96, 56, 56).cost();
+        assert_eq!(pw.memory_elements(), 56 * 56 * 2 * 96 + 96 * 96);
+        assert_eq!(pw.macs, 56 * 56 * 96 * 96);
+        // GConv g=16: h·w·2c + k²·c²/g
+        let g = spec(OpKind::GConv, 96, 56, 56).cost();
+        assert_eq!(g.memory_elements(), 56 * 56 * 2 * 96 + 9 * 96 * 96 / 16);
+    }
+
+    #[test]
+    fn pconv_has_r_squared_of_conv_flops_and_about_r_of_its_memory() {
+        let conv = spec(OpKind::Conv, 192, 28, 28).cost();
+        let pc = spec(OpKind::PConv, 192, 28, 28).cost();
+        assert_eq!(conv.macs, 16 * pc.macs);
+        let ratio = pc.memory_elements() as f64 / conv.memory_elements() as f64;
+        assert!(ratio > 0.06 && ratio < 0.25, "ratio {ratio}");
+    }
+
+    #[test]
+    fn partial_channels_use_integer_division() {
+        let mut s = spec(OpKind::PConv, 10, 8, 8);
+        s.n_div = Some(4);
+        assert_eq!(s.conv_channels(), 2);
+        s.n_div = Some(11);
+        assert!(s.validate().is_err());
+        s.n_div = Some(0);
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn validation_rejects_bad_groups_and_kernels() {
+        let mut g = spec(OpKind::GConv, 96, 8, 8);
+        g.groups = Some(5);
+        let msg = g.validate().unwrap_err().to_string();
+        assert!(msg.contains("groups 5") && msg.contains("96"), "{msg}");
+        let mut k = spec(OpKind::PConv, 96, 8, 8);
+        k.kernel = 4;
+        assert!(k.validate().unwrap_err().to_string().contains("odd"));
+        k.kernel = 9;
+        assert!(k.validate().unwrap_err().to_string().contains("larger"));
+    }
+}

@@ -1,0 +1,224 @@
+//! The small vocabulary types of a suite: operator kinds, PConv forwards, implementations,
+//! dtypes and feature-map sizes. Each parses from, and prints as, the word users type.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Declares an enum whose variants are spelled as fixed words on the command line, in config
+/// files and in JSON, with an error naming the allowed words.
+macro_rules! word_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $word:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $word),+ }
+            }
+
+            /// The allowed words, for error messages and `--help`.
+            pub fn allowed() -> String {
+                [$($word),+].join(", ")
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s.trim() {
+                    $($word => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} '{}': allowed are {}", $what, other, $name::allowed())),
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+word_enum!(
+    /// The operator families the paper compares.
+    OpKind, "op" {
+        /// Regular k x k convolution, the yardstick.
+        Conv = "conv",
+        /// Grouped convolution.
+        GConv = "gconv",
+        /// Depthwise convolution (groups = c).
+        DWConv = "dwconv",
+        /// Partial convolution: a k x k conv on the first c / n_div channels.
+        PConv = "pconv",
+        /// Pointwise (1 x 1) convolution.
+        PWConv = "pwconv",
+    }
+);
+
+word_enum!(
+    /// The two forwards of the official `Partial_conv3`.
+    PConvForward, "PConv forward" {
+        /// Clone the input, overwrite its first c_p channels (inference only).
+        Slicing = "slicing",
+        /// Split, convolve the first part, concatenate (training-safe; the default).
+        SplitCat = "split_cat",
+    }
+);
+
+word_enum!(
+    /// Who computes the operator.
+    Implementation, "implementation" {
+        /// Stock candle ops (`conv2d` with groups, `narrow`, `cat`, `slice_set`).
+        Candle = "candle",
+    }
+);
+
+word_enum!(
+    /// Element type of activations and weights.
+    Dtype, "dtype" {
+        F32 = "f32",
+        F16 = "f16",
+        BF16 = "bf16",
+    }
+);
+
+impl Dtype {
+    pub fn candle(self) -> candle_core::DType {
+        match self {
+            Dtype::F32 => candle_core::DType::F32,
+            Dtype::F16 => candle_core::DType::F16,
+            Dtype::BF16 => candle_core::DType::BF16,
+        }
+    }
+
+    pub fn size_bytes(self) -> u64 {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+        }
+    }
+
+    /// Rounds an f32 to this dtype and back, as storing it in a tensor of this dtype does.
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            Dtype::F32 => v,
+            Dtype::F16 => half::f16::from_f32(v).to_f32(),
+            Dtype::BF16 => half::bf16::from_f32(v).to_f32(),
+        }
+    }
+}
+
+/// A feature map c x h x w (channels, height, width), written `96x56x56`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FeatureMap {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl FeatureMap {
+    pub fn elements(&self) -> usize {
+        self.c * self.h * self.w
+    }
+}
+
+impl fmt::Display for FeatureMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}x{}", self.c, self.h, self.w)
+    }
+}
+
+impl FromStr for FeatureMap {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("invalid feature map '{s}': expected CxHxW, three positive integers (e.g. 96x56x56)")
+        };
+        let parts: Vec<&str> = s.trim().split(['x', 'X']).collect();
+        if parts.len() != 3 {
+            return Err(bad());
+        }
+        let mut dims = [0usize; 3];
+        for (d, p) in dims.iter_mut().zip(&parts) {
+            *d = p.parse().map_err(|_| bad())?;
+            if *d == 0 {
+                return Err(bad());
+            }
+        }
+        Ok(FeatureMap {
+            c: dims[0],
+            h: dims[1],
+            w: dims[2],
+        })
+    }
+}
+
+impl Serialize for FeatureMap {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_maps_parse_and_print() {
+        let m: FeatureMap = "96x56x56".parse().unwrap();
+        assert_eq!(
+            m,
+            FeatureMap {
+                c: 96,
+                h: 56,
+                w: 56
+            }
+        );
+        assert_eq!(m.to_string(), "96x56x56");
+        for bad in ["96x56", "0x56x56", "axbxc", "", "96x56x56x1", "-1x5x5"] {
+            let err = bad.parse::<FeatureMap>().unwrap_err();
+            assert!(err.contains(&format!("'{bad}'")), "{err}");
+        }
+    }
+
+    #[test]
+    fn words_round_trip_and_unknown_ones_name_the_allowed() {
+        for op in OpKind::ALL {
+            assert_eq!(op.as_str().parse::<OpKind>().unwrap(), *op);
+        }
+        let err = "conv4".parse::<OpKind>().unwrap_err();
+        assert!(err.contains("'conv4'") && err.contains("dwconv"), "{err}");
+        assert_eq!(
+            "split_cat".parse::<PConvForward>().unwrap(),
+            PConvForward::SplitCat
+        );
+        assert_eq!(Dtype::BF16.round(1.0 + 1.0 / 512.0), 1.0);
+    }
+}

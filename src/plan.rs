@@ -1,0 +1,122 @@
+//! Expands a suite into the points to measure: the cartesian product of its lists.
+
+use crate::config::Suite;
+use crate::ops::{Dtype, Implementation, OpKind, OpSpec};
+
+/// One thing to verify and time.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Point {
+    pub spec: OpSpec,
+    pub implementation: Implementation,
+    pub dtype: Dtype,
+    pub batch: usize,
+    pub threads: usize,
+}
+
+/// The operator variants of one kind at one shape (PWConv ignores the kernel list).
+fn variants(suite: &Suite, kind: OpKind, map: crate::ops::FeatureMap) -> Vec<OpSpec> {
+    let base = |kernel| OpSpec {
+        kind,
+        kernel,
+        groups: None,
+        n_div: None,
+        forward: None,
+        map,
+    };
+    match kind {
+        OpKind::PWConv => vec![base(1)],
+        OpKind::Conv | OpKind::DWConv => suite.kernel.iter().map(|&k| base(k)).collect(),
+        OpKind::GConv => suite
+            .kernel
+            .iter()
+            .flat_map(|&k| {
+                suite.groups.iter().map(move |&g| OpSpec {
+                    groups: Some(g),
+                    ..base(k)
+                })
+            })
+            .collect(),
+        OpKind::PConv => suite
+            .kernel
+            .iter()
+            .flat_map(|&k| {
+                suite.n_div.iter().flat_map(move |&n| {
+                    suite.pconv_forward.iter().map(move |&f| OpSpec {
+                        n_div: Some(n),
+                        forward: Some(f),
+                        ..base(k)
+                    })
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Every point of the suite, grouped by thread count (so one thread pool serves a run of
+/// points), then dtype, batch, operator, variant, shape and implementation.
+pub fn expand(suite: &Suite) -> Vec<Point> {
+    let mut points = Vec::new();
+    for &threads in &suite.threads {
+        for &dtype in &suite.dtype {
+            for &batch in &suite.batch {
+                for &kind in &suite.ops {
+                    // Variant-major, shape-minor: the table reads like the paper's Table 1.
+                    let per_shape: Vec<Vec<OpSpec>> = suite
+                        .shapes
+                        .iter()
+                        .map(|&m| variants(suite, kind, m))
+                        .collect();
+                    for v in 0..per_shape[0].len() {
+                        for specs in &per_shape {
+                            for &implementation in &suite.implementations {
+                                points.push(Point {
+                                    spec: specs[v].clone(),
+                                    implementation,
+                                    dtype,
+                                    batch,
+                                    threads,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    #[test]
+    fn table1_expands_to_24_points() {
+        let suite = config::load(None).unwrap().suite;
+        let points = expand(&suite);
+        assert_eq!(points.len(), 24);
+        let pconv = points
+            .iter()
+            .filter(|p| p.spec.kind == OpKind::PConv)
+            .count();
+        assert_eq!(pconv, 8);
+        assert!(points.iter().all(|p| p.spec.validate().is_ok()));
+        // Variant-major: the first four points are Conv at the four shapes.
+        let first: Vec<String> = points[..4].iter().map(|p| p.spec.map.to_string()).collect();
+        assert_eq!(first, ["96x56x56", "192x28x28", "384x14x14", "768x7x7"]);
+    }
+
+    #[test]
+    fn sweep_lists_multiply() {
+        let mut suite = config::load(None).unwrap().suite;
+        suite.ops = vec![OpKind::PConv, OpKind::GConv, OpKind::PWConv];
+        suite.kernel = vec![3, 5, 7];
+        suite.n_div = vec![2, 4, 8];
+        suite.groups = vec![4, 8, 16];
+        suite.shapes = vec!["96x56x56".parse().unwrap()];
+        suite.dtype = vec![Dtype::F32, Dtype::F16];
+        // PConv 3 kernels x 3 n_div x 2 forwards + GConv 3 x 3 + PWConv 1, twice (dtypes).
+        assert_eq!(expand(&suite).len(), (18 + 9 + 1) * 2);
+    }
+}

@@ -1,0 +1,209 @@
+//! The measured data model: one [`Record`] per measured point, one [`RunResult`] per file.
+//! This is the versioned JSON schema documented in README.md ("JSON results").
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{PaperReference, Suite};
+use crate::measure::Summary;
+use crate::metadata::{DeviceInfo, ToolInfo};
+use crate::ops::{Copies, Dtype, FeatureMap, Implementation, OpKind, OpSpec, PConvForward};
+use crate::plan::Point;
+use crate::verify::Verification;
+
+/// Bumped on any change that breaks readers of older files.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The analytic cost of one timed run (the whole stack, the whole batch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostRecord {
+    /// Multiply-adds of one layer on one image (the paper's "FLOPs").
+    pub macs_per_image_layer: u64,
+    /// Multiply-adds of one run: all layers, all images.
+    pub macs: u64,
+    /// FLOP of one run: 2 x macs (an FMA counts as two).
+    pub flop: u64,
+    /// The paper's memory access of one run, in elements: per layer,
+    /// batch x (activations) + weights (weights are read once per batch).
+    pub memory_elements: u64,
+    /// memory_elements x dtype size.
+    pub memory_bytes: u64,
+    /// Elements this implementation copies beyond the paper's model (reads plus writes).
+    pub copy_elements: u64,
+    pub copy_bytes: u64,
+    /// What was copied, in words ("" when nothing).
+    pub copies: String,
+    /// Weights of all layers (no bias).
+    pub params: u64,
+    /// flop / memory_bytes (paper model, copies excluded).
+    pub arithmetic_intensity_flop_per_byte: f64,
+}
+
+impl CostRecord {
+    pub fn new(spec: &OpSpec, copies: &Copies, batch: usize, layers: usize, dtype: Dtype) -> Self {
+        let c = spec.cost();
+        let (b, l, size) = (batch as u64, layers as u64, dtype.size_bytes());
+        let macs = c.macs * b * l;
+        let memory_elements = (c.activation_elements * b + c.weight_elements) * l;
+        let copy_elements = copies.elements_per_image * b * l;
+        Self {
+            macs_per_image_layer: c.macs,
+            macs,
+            flop: 2 * macs,
+            memory_elements,
+            memory_bytes: memory_elements * size,
+            copy_elements,
+            copy_bytes: copy_elements * size,
+            copies: copies.description.clone(),
+            params: c.weight_elements * l,
+            arithmetic_intensity_flop_per_byte: (2 * macs) as f64 / (memory_elements * size) as f64,
+        }
+    }
+}
+
+/// Rates derived from the median latency and the cost model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    /// Median latency of one run (whole batch, all layers), ms.
+    pub latency_ms: f64,
+    /// Images per second.
+    pub throughput_img_per_s: f64,
+    /// Billions of multiply-adds per second: the paper's "FLOPS".
+    pub gmac_per_s: f64,
+    /// Billions of FLOP per second (2 x gmac_per_s).
+    pub gflop_per_s: f64,
+    /// Paper-model bytes / latency, GB/s (10^9 bytes).
+    pub gb_per_s: f64,
+    /// (Paper-model + copied) bytes / latency, GB/s.
+    pub gb_per_s_with_copies: f64,
+}
+
+impl Rates {
+    pub fn new(cost: &CostRecord, latency_ms: f64, batch: usize) -> Self {
+        let s = latency_ms / 1e3;
+        Self {
+            latency_ms,
+            throughput_img_per_s: batch as f64 / s,
+            gmac_per_s: cost.macs as f64 / s / 1e9,
+            gflop_per_s: cost.flop as f64 / s / 1e9,
+            gb_per_s: cost.memory_bytes as f64 / s / 1e9,
+            gb_per_s_with_copies: (cost.memory_bytes + cost.copy_bytes) as f64 / s / 1e9,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warmup {
+    pub runs: usize,
+    pub time_s: f64,
+}
+
+/// One measured point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub op: OpKind,
+    /// Human label: kernel, groups or n_div and forward.
+    pub variant: String,
+    pub kernel: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_div: Option<usize>,
+    /// c_p = c / n_div (PConv only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_channels: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<PConvForward>,
+    pub shape: FeatureMap,
+    pub batch: usize,
+    pub layers: usize,
+    pub implementation: Implementation,
+    pub dtype: Dtype,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    pub threads: usize,
+    pub cost: CostRecord,
+    pub verification: Verification,
+    pub warmup: Warmup,
+    pub stats: Summary,
+    pub rates: Rates,
+    /// The paper's Table 1 row for this operator and shape, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper: Option<PaperReference>,
+    /// Every timed run, ms, in order.
+    pub samples_ms: Vec<f64>,
+}
+
+impl Record {
+    /// The spec this record measured.
+    pub fn spec(&self) -> OpSpec {
+        OpSpec {
+            kind: self.op,
+            kernel: self.kernel,
+            groups: self.groups,
+            n_div: self.n_div,
+            forward: self.forward,
+            map: self.shape,
+        }
+    }
+
+    /// The point this record measured.
+    pub fn point(&self) -> Point {
+        Point {
+            spec: self.spec(),
+            implementation: self.implementation,
+            dtype: self.dtype,
+            batch: self.batch,
+            threads: self.threads,
+        }
+    }
+}
+
+/// A point that could not be measured (it failed verification).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub op: OpKind,
+    pub variant: String,
+    pub shape: FeatureMap,
+    pub implementation: Implementation,
+    pub dtype: Dtype,
+    pub error: String,
+}
+
+/// A results file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub schema_version: u32,
+    pub tool: ToolInfo,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// The command line that produced this file.
+    pub command: Vec<String>,
+    /// False when the run was interrupted before every point was measured.
+    pub complete: bool,
+    pub device: DeviceInfo,
+    /// The resolved suite (config file plus command-line overrides).
+    pub config: Suite,
+    /// Where the suite came from.
+    pub config_source: String,
+    pub records: Vec<Record>,
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+}
+
+/// Finds the paper's row for a spec: same op, kernel, groups / n_div and shape, 10 layers.
+pub fn paper_row<'a>(
+    refs: &'a [PaperReference],
+    spec: &OpSpec,
+    layers: usize,
+) -> Option<&'a PaperReference> {
+    if layers != 10 {
+        return None;
+    }
+    refs.iter().find(|r| {
+        r.op == spec.kind
+            && r.kernel == spec.kernel
+            && r.shape == spec.map
+            && (spec.kind != OpKind::GConv || r.groups == spec.groups)
+            && (spec.kind != OpKind::PConv || r.n_div == spec.n_div)
+    })
+}

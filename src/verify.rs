@@ -1,0 +1,340 @@
+//! Correctness before speed: a naive direct convolution in plain Rust with f64 accumulation,
+//! and the checks every operator passes (on a small random input, one layer) before it is
+//! timed.
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CandleContext, Error, Result};
+use crate::ops::{
+    self, Dtype, FeatureMap, Implementation, LayerWeights, OpKind, OpSpec, PConvForward,
+};
+
+/// Batch size of the verification input: more than one, so batch strides are exercised.
+const VERIFY_BATCH: usize = 2;
+
+/// What the checks found, recorded beside the timings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Shape of the verification input, `NxCxHxW`.
+    pub input: String,
+    /// max |out - ref| over all elements.
+    pub max_abs_err: f64,
+    /// max |out - ref| / max |ref|.
+    pub max_rel_err: f64,
+    /// The bound `max_rel_err` had to stay under for this dtype.
+    pub tolerance: f64,
+    /// The checks that passed, in words.
+    pub checks: Vec<String>,
+}
+
+/// Relative error bound per dtype (normalised by the largest reference value): f32 has a
+/// 2^-24 unit roundoff; f16 (2^-11) and bf16 (2^-8) round inputs, products and the output.
+pub fn tolerance(dtype: Dtype) -> f64 {
+    match dtype {
+        Dtype::F32 => 1e-4,
+        Dtype::F16 => 1e-2,
+        Dtype::BF16 => 5e-2,
+    }
+}
+
+/// Direct convolution, NCHW, stride 1, zero padding k / 2, f64 throughout.
+/// `weight` is (c_out, c_in / groups, k, k), c_out = c_in.
+pub fn naive_conv2d(
+    x: &[f64],
+    (n, c, h, w): (usize, usize, usize, usize),
+    weight: &[f64],
+    k: usize,
+    groups: usize,
+) -> Vec<f64> {
+    let cg = c / groups;
+    let pad = k / 2;
+    let mut out = vec![0.0; n * c * h * w];
+    for b in 0..n {
+        for oc in 0..c {
+            let g = oc / cg;
+            let plane = &mut out[(b * c + oc) * h * w..][..h * w];
+            for icg in 0..cg {
+                let ic = g * cg + icg;
+                let src = &x[(b * c + ic) * h * w..][..h * w];
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let wv = weight[((oc * cg + icg) * k + ky) * k + kx];
+                        for y in 0..h {
+                            let Some(iy) = (y + ky).checked_sub(pad).filter(|&iy| iy < h) else {
+                                continue;
+                            };
+                            for xo in 0..w {
+                                if let Some(ix) = (xo + kx).checked_sub(pad).filter(|&ix| ix < w) {
+                                    plane[y * w + xo] += wv * src[iy * w + ix];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The reference for one layer of `spec`: PConv convolves the first c_p channels and copies
+/// the rest; every other operator is a grouped convolution.
+pub fn reference_forward(spec: &OpSpec, weight: &[f64], x: &[f64], n: usize) -> Vec<f64> {
+    let FeatureMap { c, h, w } = spec.map;
+    let k = spec.kernel;
+    if spec.kind != OpKind::PConv {
+        return naive_conv2d(x, (n, c, h, w), weight, k, spec.conv_groups());
+    }
+    let cp = spec.conv_channels();
+    let plane = h * w;
+    let head: Vec<f64> = (0..n)
+        .flat_map(|b| x[b * c * plane..][..cp * plane].iter().copied())
+        .collect();
+    let conv = naive_conv2d(&head, (n, cp, h, w), weight, k, 1);
+    let mut out = x.to_vec();
+    for b in 0..n {
+        out[b * c * plane..][..cp * plane].copy_from_slice(&conv[b * cp * plane..][..cp * plane]);
+    }
+    out
+}
+
+/// True when `err` is a number no larger than `tol` (NaN fails).
+fn within(err: f64, tol: f64) -> bool {
+    err <= tol
+}
+
+/// max |a - b| and max |a - b| / max |b|.
+pub fn compare(actual: &[f64], reference: &[f64]) -> (f64, f64) {
+    let max_abs = actual
+        .iter()
+        .zip(reference)
+        .map(|(a, r)| (a - r).abs())
+        .fold(0.0, f64::max);
+    let scale = reference.iter().map(|r| r.abs()).fold(0.0, f64::max);
+    let rel = if scale > 0.0 {
+        max_abs / scale
+    } else {
+        max_abs
+    };
+    (max_abs, rel)
+}
+
+/// The small spec verification runs: the same channels (so groups and n_div mean the same),
+/// a small, non-square map that still fits the kernel.
+pub fn verification_spec(spec: &OpSpec) -> OpSpec {
+    let k = spec.kernel;
+    let map = FeatureMap {
+        c: spec.map.c,
+        h: spec.map.h.min((k + 2).max(6)),
+        w: spec.map.w.min((k + 1).max(5)),
+    };
+    OpSpec {
+        map,
+        ..spec.clone()
+    }
+}
+
+fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
+    t.to_dtype(candle_core::DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .context(|| "reading a tensor back to the host".into())
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+fn rounded(w: &LayerWeights, dtype: Dtype) -> Vec<f64> {
+    w.data.iter().map(|&v| f64::from(dtype.round(v))).collect()
+}
+
+/// Runs one layer of `spec` in `implementation` on a small random input and checks it
+/// against the naive reference (and, for PConv, the pass-through and aliasing promises).
+pub fn verify(
+    spec: &OpSpec,
+    implementation: Implementation,
+    device: &Device,
+    dtype: Dtype,
+    seed: u64,
+) -> Result<Verification> {
+    let small = verification_spec(spec);
+    let FeatureMap { c, h, w } = small.map;
+    let n = VERIFY_BATCH;
+    let label = format!(
+        "{} {} at {} ({implementation}, {dtype})",
+        spec.kind,
+        spec.variant(),
+        spec.map
+    );
+    let weights = ops::random_weights(&small, 1, seed);
+    let x_data = ops::uniform(n * c * h * w, 1.0, &mut ops::seeded_rng(seed ^ 0x5eed));
+    let x = ops::tensor_from(x_data, &[n, c, h, w], device, dtype)?;
+    let x_before = to_f32_vec(&x)?;
+    let stack = ops::build(&small, implementation, &weights, device, dtype)?;
+    let y = stack.forward(&x).context(|| format!("running {label}"))?;
+    device.synchronize().context(|| "synchronizing".into())?;
+    let y_host = to_f32_vec(&y)?;
+
+    let reference = reference_forward(&small, &rounded(&weights[0], dtype), &widen(&x_before), n);
+    let (max_abs_err, max_rel_err) = compare(&widen(&y_host), &reference);
+    let tol = tolerance(dtype);
+    if !within(max_rel_err, tol) {
+        return Err(Error::Verification(format!(
+            "{label}: max relative error {max_rel_err:.3e} against the naive reference exceeds the {dtype} tolerance {tol:.0e}"
+        )));
+    }
+    let mut checks = vec![format!(
+        "matches naive f64 reference (rel err {max_rel_err:.2e} <= {tol:.0e})"
+    )];
+
+    if spec.kind == OpKind::PConv {
+        let cp = small.conv_channels();
+        let plane = h * w;
+        for b in 0..n {
+            let range = (b * c + cp) * plane..(b + 1) * c * plane;
+            let same_bits = x_before[range.clone()]
+                .iter()
+                .zip(&y_host[range])
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            if !same_bits {
+                return Err(Error::Verification(format!(
+                    "{label}: the {} untouched channels differ from the input",
+                    c - cp
+                )));
+            }
+        }
+        checks.push(format!(
+            "untouched {} channels equal the input bit for bit",
+            c - cp
+        ));
+        let x_after = to_f32_vec(&x)?;
+        if x_after
+            .iter()
+            .zip(&x_before)
+            .any(|(a, b)| a.to_bits() != b.to_bits())
+        {
+            return Err(Error::Verification(format!(
+                "{label}: the forward modified its input (it aliases it)"
+            )));
+        }
+        checks.push("input left unmodified (no aliasing)".into());
+
+        let other = match small.forward.unwrap_or(PConvForward::SplitCat) {
+            PConvForward::Slicing => PConvForward::SplitCat,
+            PConvForward::SplitCat => PConvForward::Slicing,
+        };
+        let other_spec = OpSpec {
+            forward: Some(other),
+            ..small.clone()
+        };
+        let y_other = ops::build(&other_spec, implementation, &weights, device, dtype)?
+            .forward(&x)
+            .context(|| format!("running {label} with forward {other}"))?;
+        let (_, rel) = compare(&widen(&to_f32_vec(&y_other)?), &widen(&y_host));
+        if !within(rel, tol) {
+            return Err(Error::Verification(format!(
+                "{label}: forwards slicing and split_cat disagree (rel diff {rel:.3e})"
+            )));
+        }
+        checks.push(format!(
+            "agrees with the {other} forward (rel diff {rel:.2e})"
+        ));
+    }
+
+    Ok(Verification {
+        input: format!("{n}x{c}x{h}x{w}"),
+        max_abs_err,
+        max_rel_err,
+        tolerance: tol,
+        checks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: OpKind, map: &str, k: usize) -> OpSpec {
+        OpSpec {
+            kind,
+            kernel: k,
+            groups: (kind == OpKind::GConv).then_some(4),
+            n_div: (kind == OpKind::PConv).then_some(3),
+            forward: (kind == OpKind::PConv).then_some(PConvForward::Slicing),
+            map: map.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn naive_conv_identity_kernel_returns_the_input() {
+        let (c, h, w, k) = (2, 4, 3, 3);
+        let x: Vec<f64> = (0..c * h * w).map(|i| i as f64).collect();
+        let mut weight = vec![0.0; c * c * k * k];
+        for oc in 0..c {
+            weight[((oc * c + oc) * k + 1) * k + 1] = 1.0;
+        }
+        assert_eq!(naive_conv2d(&x, (1, c, h, w), &weight, k, 1), x);
+    }
+
+    #[test]
+    fn naive_conv_box_filter_counts_neighbours_at_the_border() {
+        // All-ones input and 3x3 all-ones depthwise kernel: each output is the number of
+        // in-bounds neighbours (4 in a corner, 6 on an edge, 9 inside).
+        let (c, h, w, k) = (1, 3, 4, 3);
+        let out = naive_conv2d(&vec![1.0; c * h * w], (1, c, h, w), &[1.0; 9], k, 1);
+        assert_eq!(out, vec![4., 6., 6., 4., 6., 9., 9., 6., 4., 6., 6., 4.]);
+    }
+
+    #[test]
+    fn compare_catches_a_wrong_output() {
+        let reference = vec![1.0, -2.0, 4.0];
+        assert_eq!(compare(&reference, &reference), (0.0, 0.0));
+        let (abs, rel) = compare(&[1.0, -2.0, 4.1], &reference);
+        assert!((abs - 0.1).abs() < 1e-12 && (rel - 0.025).abs() < 1e-12);
+    }
+
+    #[test]
+    fn candle_operators_match_the_reference() {
+        let cases = [
+            (OpKind::Conv, "8x8x8", 3), // C == H == W
+            (OpKind::Conv, "5x7x6", 5),
+            (OpKind::GConv, "12x9x7", 3),
+            (OpKind::DWConv, "6x9x9", 7),
+            (OpKind::DWConv, "8x8x8", 3),
+            (OpKind::PConv, "10x7x9", 3), // n_div = 3 does not divide 10
+            (OpKind::PConv, "9x9x9", 5),
+            (OpKind::PWConv, "7x5x6", 1),
+        ];
+        for (kind, map, k) in cases {
+            let s = spec(kind, map, k);
+            let v = verify(&s, Implementation::Candle, &Device::Cpu, Dtype::F32, 7)
+                .unwrap_or_else(|e| panic!("{kind} {map} k={k}: {e}"));
+            assert!(v.max_rel_err < 1e-5, "{kind} {map}: {}", v.max_rel_err);
+            if kind == OpKind::PConv {
+                assert_eq!(v.checks.len(), 4, "{:?}", v.checks);
+            }
+        }
+    }
+
+    #[test]
+    fn f16_verifies_within_its_tolerance() {
+        let s = spec(OpKind::PConv, "16x8x8", 3);
+        let v = verify(&s, Implementation::Candle, &Device::Cpu, Dtype::F16, 3).unwrap();
+        // Rounding is visible (not an f32 path in disguise) yet inside the bound.
+        assert!(
+            v.max_rel_err > 1e-6 && v.max_rel_err <= tolerance(Dtype::F16),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn bf16_on_cpu_is_refused_up_front_with_a_clear_error() {
+        // candle 0.11's CPU matmul has no bf16 kernel: the probe must say so.
+        let err = crate::device::check_supported(&Device::Cpu, Implementation::Candle, Dtype::BF16)
+            .unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{err}");
+        assert!(err.to_string().contains("dtype bf16"), "{err}");
+    }
+}

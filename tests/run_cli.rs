@@ -1,0 +1,271 @@
+//! `pconv-bench run` end to end, through the real binary.
+
+mod common;
+
+use common::*;
+
+/// Every bad input: exit 2, one line on stderr naming the value, the results file untouched.
+#[test]
+fn bad_inputs_exit_2_with_one_line_and_leave_results_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("keep.json");
+    std::fs::write(&json, "earlier results").unwrap();
+    let j = json.to_str().unwrap();
+
+    let missing = dir.path().join("missing.toml");
+    let not_toml = dir.path().join("not.toml");
+    std::fs::write(&not_toml, "[suite\nname = ").unwrap();
+    let unknown_key = dir.path().join("unknown.toml");
+    let text = std::fs::read_to_string("configs/ci.toml").unwrap();
+    std::fs::write(
+        &unknown_key,
+        text.replace("layers = 10", "layers = 10\nlayer_count = 3"),
+    )
+    .unwrap();
+    let unknown_line = text.lines().position(|l| l.starts_with("layers")).unwrap() + 2;
+
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["--n-div", "0"], "'0'".into()),
+        (
+            vec!["--ops", "pconv", "--shapes", "8x8x8", "--n-div", "9"],
+            "n_div 9".into(),
+        ),
+        (
+            vec!["--ops", "gconv", "--shapes", "96x8x8", "--groups", "5"],
+            "groups 5".into(),
+        ),
+        (
+            vec!["--ops", "pconv", "--kernel", "4"],
+            "kernel size 4".into(),
+        ),
+        (
+            vec!["--shapes", "8x3x3", "--kernel", "5"],
+            "kernel size 5".into(),
+        ),
+        (vec!["--shapes", "96x56"], "'96x56'".into()),
+        (vec!["--shapes", "0x56x56"], "'0x56x56'".into()),
+        (vec!["--shapes", "axbxc"], "'axbxc'".into()),
+        (vec!["--batch", "0"], "'0'".into()),
+        (vec!["--layers", "0"], "'0'".into()),
+        (vec!["--threads", "0"], "'0'".into()),
+        (vec!["--ops", "conv4"], "'conv4'".into()),
+        (vec!["--device", "tpu"], "'tpu'".into()),
+        (vec!["--dtype", "f64"], "'f64'".into()),
+        (vec!["--pconv-forward", "inplace"], "'inplace'".into()),
+        (vec!["--impl", "torch"], "'torch'".into()),
+        (vec!["--kernel", "3,3"], "'3' twice".into()),
+        (vec!["--measure-time", "soon"], "'soon'".into()),
+        (
+            vec!["--config", missing.to_str().unwrap()],
+            "missing.toml:0: cannot read".into(),
+        ),
+        (
+            vec!["--config", not_toml.to_str().unwrap()],
+            "not.toml:".into(),
+        ),
+        (
+            vec!["--config", unknown_key.to_str().unwrap()],
+            format!("unknown.toml:{unknown_line}: unknown field `layer_count`"),
+        ),
+    ];
+    for (extra, expect) in cases {
+        let out = run(&quick_run_args(j, &extra));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{extra:?}: not one line: {err}"
+        );
+        assert!(
+            err.contains(&expect),
+            "{extra:?}: expected {expect:?} in {err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&json).unwrap(),
+            "earlier results",
+            "{extra:?}"
+        );
+    }
+}
+
+#[test]
+fn unwritable_json_destinations_are_refused_before_measuring() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = dir.path().join("no-such-dir").join("r.json");
+    for (path, expect) in [
+        (nowhere.to_str().unwrap(), "does not exist"),
+        ("/proc/pconv-bench-test.json", "not writable"),
+    ] {
+        let out = run(&quick_run_args(path, &[]));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(expect) && err.contains(path), "{err}");
+        assert!(stdout(&out).is_empty(), "measured anyway: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn cuda_in_a_cpu_build_says_how_to_build_it() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let out = run(&["run", "--device", "cuda", "--config", "configs/ci.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--features cuda"), "{}", stderr(&out));
+}
+
+#[test]
+fn bf16_on_cpu_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("r.json");
+    let out = run(&quick_run_args(j.to_str().unwrap(), &["--dtype", "bf16"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("dtype bf16 is not supported"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!j.exists());
+}
+
+#[test]
+fn run_writes_a_complete_results_file_and_prints_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("ci.json");
+    let out = run(&quick_run_args(j.to_str().unwrap(), &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("median ms ± IQR") && table.contains("GMAC/s"),
+        "{table}"
+    );
+    let v = read_json(&j);
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["tool"]["name"], "pconv-bench");
+    assert_eq!(v["complete"], true);
+    let records = v["records"].as_array().unwrap();
+    assert_eq!(records.len(), 12);
+    for r in records {
+        let n = r["samples_ms"].as_array().unwrap().len();
+        assert!(n >= 10, "{n} samples");
+        assert_eq!(r["stats"]["samples"], n);
+        assert_eq!(r["threads"], 1);
+        assert!(r["verification"]["max_rel_err"].as_f64().unwrap() <= 1e-4);
+        let macs = r["cost"]["macs"].as_f64().unwrap();
+        let gmacs = r["rates"]["gmac_per_s"].as_f64().unwrap();
+        let ms = r["stats"]["median_ms"].as_f64().unwrap();
+        assert!((macs / (ms / 1e3) / 1e9 - gmacs).abs() < 1e-9 * gmacs.max(1.0));
+    }
+}
+
+#[test]
+fn table1_mmacs_column_equals_the_papers_flops() {
+    // Measuring is irrelevant here: one layer would do, but MACs are per 10 layers.
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("t1.json");
+    let out = run(&[
+        "run",
+        "--warmup-time",
+        "0",
+        "--measure-time",
+        "0",
+        "--quiet",
+        "--ops",
+        "conv,gconv,dwconv,pconv",
+        "--pconv-forward",
+        "split_cat",
+        "--shapes",
+        "96x56x56,192x28x28,384x14x14,768x7x7",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = read_json(&j);
+    let records = v["records"].as_array().unwrap();
+    assert_eq!(records.len(), 16);
+    for r in records {
+        let paper = &r["paper"];
+        let ours = r["cost"]["macs"].as_f64().unwrap() / 1e6;
+        let theirs = paper["macs_m"].as_f64().unwrap();
+        // The paper prints 2601, 162 and 27.09 / 13.54 / 6.77 / 3.38: truncated, not rounded.
+        let digits = if theirs < 100.0 { 100.0 } else { 1.0 };
+        assert_eq!(
+            (ours * digits).floor() / digits,
+            theirs,
+            "{} {}",
+            r["op"],
+            r["shape"]
+        );
+    }
+    let table = stdout(&out);
+    for row in ["2601.124", "162.570", "27.095", "13.548", "6.774", "3.387"] {
+        assert!(table.contains(row), "{row} missing from\n{table}");
+    }
+}
+
+/// README documents every field the JSON has, and nothing it does not have.
+#[test]
+fn readme_documents_every_json_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("ci.json");
+    let out = run(&quick_run_args(
+        j.to_str().unwrap(),
+        &["--ops", "pconv,gconv", "--shapes", "768x7x7"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut fields = Vec::new();
+    flatten("", &read_json(&j), &mut fields);
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let section = readme
+        .split("## JSON results")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a '## JSON results' section");
+    for f in &fields {
+        assert!(
+            section.contains(&format!("`{f}`")),
+            "README does not document `{f}`"
+        );
+    }
+    let documented: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    // `failures[]` rows only appear when an operator fails verification.
+    for d in documented
+        .into_iter()
+        .filter(|d| !d.starts_with("failures[]"))
+    {
+        assert!(
+            fields.iter().any(|f| f == d),
+            "README documents `{d}`, which the JSON lacks"
+        );
+    }
+}
+
+/// Dotted paths of every key; arrays of objects contribute their first element as `name[]`.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if !out.contains(&path) {
+                    out.push(path.clone());
+                }
+                flatten(&path, child, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items.iter().filter(|i| i.is_object()) {
+                flatten(&format!("{prefix}[]"), item, out);
+            }
+        }
+        _ => {}
+    }
+}
