@@ -102,7 +102,7 @@ pub struct SuiteArgs {
     /// Element types: f32, f16, bf16.
     #[arg(long, value_delimiter = ',')]
     pub dtype: Option<Vec<Dtype>>,
-    /// Implementations: candle.
+    /// Implementations: native (purpose-built CPU kernels, f32), candle (stock candle ops).
     #[arg(long = "impl", value_delimiter = ',')]
     pub implementations: Option<Vec<Implementation>>,
     /// Warm-up time per point (at least 3 runs), e.g. 0.5 or 500ms.

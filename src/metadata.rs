@@ -11,6 +11,9 @@ pub struct ToolInfo {
     pub candle_version: String,
     /// Cargo features compiled in (cuda, cudnn, mkl).
     pub features: Vec<String>,
+    /// PyTorch version, in files written by scripts/torch_reference.py.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_version: Option<String>,
 }
 
 impl ToolInfo {
@@ -32,6 +35,7 @@ impl ToolInfo {
                 .filter(|(_, on)| *on)
                 .map(|(f, _)| f.to_string())
                 .collect(),
+            torch_version: None,
         }
     }
 }

@@ -90,20 +90,33 @@ pub fn expand(suite: &Suite) -> Vec<Point> {
 mod tests {
     use super::*;
     use crate::config;
+    use crate::ops::Implementation;
 
     #[test]
-    fn table1_expands_to_24_points() {
+    fn table1_expands_to_24_points_per_implementation() {
         let suite = config::load(None).unwrap().suite;
+        assert_eq!(
+            suite.implementations,
+            [Implementation::Native, Implementation::Candle]
+        );
         let points = expand(&suite);
-        assert_eq!(points.len(), 24);
-        let pconv = points
-            .iter()
-            .filter(|p| p.spec.kind == OpKind::PConv)
-            .count();
-        assert_eq!(pconv, 8);
+        assert_eq!(points.len(), 48);
+        for imp in &suite.implementations {
+            let n = points.iter().filter(|p| p.implementation == *imp).count();
+            assert_eq!(n, 24);
+        }
+        let pconv = points.iter().filter(|p| p.spec.kind == OpKind::PConv);
+        assert_eq!(pconv.count(), 16);
+        // Implementations side by side: native first, then candle, at each point.
+        assert_eq!(points[0].implementation, Implementation::Native);
+        assert_eq!(points[1].spec, points[0].spec);
         assert!(points.iter().all(|p| p.spec.validate().is_ok()));
-        // Variant-major: the first four points are Conv at the four shapes.
-        let first: Vec<String> = points[..4].iter().map(|p| p.spec.map.to_string()).collect();
+        // Variant-major: the first eight points are Conv at the four shapes.
+        let first: Vec<String> = points[..8]
+            .iter()
+            .step_by(2)
+            .map(|p| p.spec.map.to_string())
+            .collect();
         assert_eq!(first, ["96x56x56", "192x28x28", "384x14x14", "768x7x7"]);
     }
 
@@ -116,6 +129,7 @@ mod tests {
         suite.groups = vec![4, 8, 16];
         suite.shapes = vec!["96x56x56".parse().unwrap()];
         suite.dtype = vec![Dtype::F32, Dtype::F16];
+        suite.implementations = vec![Implementation::Candle];
         // PConv 3 kernels x 3 n_div x 2 forwards + GConv 3 x 3 + PWConv 1, twice (dtypes).
         assert_eq!(expand(&suite).len(), (18 + 9 + 1) * 2);
     }

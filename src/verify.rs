@@ -319,6 +319,27 @@ mod tests {
     }
 
     #[test]
+    fn native_operators_match_the_reference() {
+        let cases = [
+            (OpKind::Conv, "8x8x8", 3),    // C == H == W, direct
+            (OpKind::Conv, "40x9x7", 5),   // GEMM
+            (OpKind::GConv, "12x9x7", 3),  // g = 4: direct
+            (OpKind::GConv, "160x9x9", 3), // g = 4, 40 per group: GEMM
+            (OpKind::DWConv, "6x9x9", 7),
+            (OpKind::DWConv, "13x8x8", 1),
+            (OpKind::PConv, "10x7x9", 3), // n_div = 3 does not divide 10
+            (OpKind::PConv, "101x9x9", 5), // c_p = 33: GEMM
+            (OpKind::PWConv, "7x5x6", 1),
+        ];
+        for (kind, map, k) in cases {
+            let s = spec(kind, map, k);
+            let v = verify(&s, Implementation::Native, &Device::Cpu, Dtype::F32, 7)
+                .unwrap_or_else(|e| panic!("{kind} {map} k={k}: {e}"));
+            assert!(v.max_rel_err < 1e-5, "{kind} {map}: {}", v.max_rel_err);
+        }
+    }
+
+    #[test]
     fn f16_verifies_within_its_tolerance() {
         let s = spec(OpKind::PConv, "16x8x8", 3);
         let v = verify(&s, Implementation::Candle, &Device::Cpu, Dtype::F16, 3).unwrap();

@@ -52,7 +52,15 @@ fn bad_inputs_exit_2_with_one_line_and_leave_results_alone() {
         (vec!["--device", "tpu"], "'tpu'".into()),
         (vec!["--dtype", "f64"], "'f64'".into()),
         (vec!["--pconv-forward", "inplace"], "'inplace'".into()),
-        (vec!["--impl", "torch"], "'torch'".into()),
+        (vec!["--impl", "pytorch"], "'pytorch'".into()),
+        (
+            vec!["--impl", "torch"],
+            "'torch' is measured by scripts/torch_reference.py".into(),
+        ),
+        (
+            vec!["--impl", "native", "--dtype", "f16"],
+            "native runs on cpu with dtype f32 only".into(),
+        ),
         (vec!["--kernel", "3,3"], "'3' twice".into()),
         (vec!["--measure-time", "soon"], "'soon'".into()),
         (
@@ -119,7 +127,10 @@ fn cuda_in_a_cpu_build_says_how_to_build_it() {
 fn bf16_on_cpu_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("r.json");
-    let out = run(&quick_run_args(j.to_str().unwrap(), &["--dtype", "bf16"]));
+    let out = run(&quick_run_args(
+        j.to_str().unwrap(),
+        &["--dtype", "bf16", "--impl", "candle"],
+    ));
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("dtype bf16 is not supported"),
@@ -145,7 +156,7 @@ fn run_writes_a_complete_results_file_and_prints_the_table() {
     assert_eq!(v["tool"]["name"], "pconv-bench");
     assert_eq!(v["complete"], true);
     let records = v["records"].as_array().unwrap();
-    assert_eq!(records.len(), 12);
+    assert_eq!(records.len(), 24);
     for r in records {
         let n = r["samples_ms"].as_array().unwrap().len();
         assert!(n >= 10, "{n} samples");
@@ -175,6 +186,8 @@ fn table1_mmacs_column_equals_the_papers_flops() {
         "conv,gconv,dwconv,pconv",
         "--pconv-forward",
         "split_cat",
+        "--impl",
+        "native",
         "--shapes",
         "96x56x56,192x28x28,384x14x14,768x7x7",
         "--json",

@@ -31,6 +31,7 @@ pub fn execute(args: &RunArgs, argv: Vec<String>) -> Result<i32> {
         }
     }
 
+    crate::device::steady_allocator();
     let stop = super::interrupt_flag();
     let bar = progress::bar(points.len(), args.quiet);
     let ctx = Context {

@@ -5,6 +5,7 @@
 //! [`LayerWeights`]; an [`Implementation`] turns those weights into a runnable [`Stack`].
 
 mod conv;
+pub mod native;
 mod pconv;
 pub mod types;
 
@@ -235,20 +236,29 @@ pub fn build(
     dtype: Dtype,
 ) -> Result<Stack> {
     spec.validate()?;
+    if let Some(why) = implementation.not_runnable_here() {
+        return Err(crate::error::Error::Unsupported(why));
+    }
     let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(weights.len());
     for w in weights {
-        let weight = tensor_from(w.data.clone(), &w.shape, device, dtype)?;
         let layer: Box<dyn Module + Send + Sync> = match (implementation, spec.kind) {
-            (Implementation::Candle, OpKind::PConv) => {
-                Box::new(pconv::CandlePConv::new(spec, weight))
+            (Implementation::Native, _) => Box::new(native::NativeLayer::new(spec, w)),
+            (Implementation::Candle | Implementation::Torch, kind) => {
+                let weight = tensor_from(w.data.clone(), &w.shape, device, dtype)?;
+                match kind {
+                    OpKind::PConv => Box::new(pconv::CandlePConv::new(spec, weight)),
+                    _ => Box::new(conv::CandleConv::new(spec, weight)),
+                }
             }
-            (Implementation::Candle, _) => Box::new(conv::CandleConv::new(spec, weight)),
         };
         layers.push(layer);
     }
-    let copies = match spec.kind {
-        OpKind::PConv => pconv::candle_copies(spec),
-        _ => Copies::default(),
+    let copies = match (implementation, spec.kind) {
+        (Implementation::Native, _) => native::copies(spec),
+        (Implementation::Candle | Implementation::Torch, OpKind::PConv) => {
+            pconv::candle_copies(spec)
+        }
+        (Implementation::Candle | Implementation::Torch, _) => Copies::default(),
     };
     Ok(Stack { layers, copies })
 }

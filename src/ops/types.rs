@@ -88,8 +88,13 @@ word_enum!(
 word_enum!(
     /// Who computes the operator.
     Implementation, "implementation" {
+        /// Purpose-built CPU kernels (f32): direct stencils and im2col + GEMM (`ops/native`).
+        Native = "native",
         /// Stock candle ops (`conv2d` with groups, `narrow`, `cat`, `slice_set`).
         Candle = "candle",
+        /// PyTorch, measured by `scripts/torch_reference.py` into the same schema (this
+        /// binary reads such files but does not run PyTorch).
+        Torch = "torch",
     }
 );
 
@@ -101,6 +106,15 @@ word_enum!(
         BF16 = "bf16",
     }
 );
+
+impl Implementation {
+    /// Why this binary cannot run the implementation, if it cannot.
+    pub fn not_runnable_here(self) -> Option<String> {
+        (self == Implementation::Torch).then(|| {
+            "implementation 'torch' is measured by scripts/torch_reference.py, not by this binary: allowed here are native, candle".to_string()
+        })
+    }
+}
 
 impl Dtype {
     pub fn candle(self) -> candle_core::DType {

@@ -2,6 +2,7 @@
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
+use crate::ops::Implementation;
 use crate::record::{Record, RunResult};
 
 fn ms(v: f64) -> String {
@@ -30,6 +31,19 @@ fn paper_gmacs(r: &Record) -> Option<f64> {
     })
 }
 
+/// native median / candle median for the same point, when both were measured.
+fn native_over_candle(records: &[Record], r: &Record) -> Option<f64> {
+    if r.implementation != Implementation::Native {
+        return None;
+    }
+    let mut twin = r.point();
+    twin.implementation = Implementation::Candle;
+    let candle = records
+        .iter()
+        .find(|o| o.point() == twin && o.device == r.device)?;
+    Some(r.stats.median_ms / candle.stats.median_ms)
+}
+
 /// Columns whose values differ between records get a column; the rest go in the title.
 fn varies<T: PartialEq>(records: &[Record], f: impl Fn(&Record) -> T) -> bool {
     records.windows(2).any(|w| f(&w[0]) != f(&w[1]))
@@ -42,6 +56,9 @@ pub fn render(result: &RunResult) -> String {
     let show_dtype = varies(records, |r| r.dtype);
     let show_batch = varies(records, |r| r.batch);
     let show_threads = varies(records, |r| r.threads);
+    let show_ratio = records
+        .iter()
+        .any(|r| native_over_candle(records, r).is_some());
 
     let mut header = vec!["op", "variant", "impl", "shape (CxHxW)"];
     if show_dtype {
@@ -112,6 +129,13 @@ pub fn render(result: &RunResult) -> String {
             right(rate(r.rates.gb_per_s)),
             right(paper_gmacs(r).map_or_else(|| "-".into(), rate)),
         ]);
+        if show_ratio {
+            let ratio = native_over_candle(records, r);
+            row.push(right(ratio.map_or_else(
+                || "-".into(),
+                |q| format!("{q:.3} ({:.1}x)", 1.0 / q),
+            )));
+        }
         table.add_row(row);
     }
 
@@ -142,6 +166,9 @@ pub fn render(result: &RunResult) -> String {
     let mut out = format!("{title}\n{table}\n");
     out += "MMACs: multiply-adds per run (all layers, whole batch; the paper's \"FLOPs\"). GMAC/s: the paper's \"FLOPS\" (1 MAC = 2 FLOP).\n";
     out += "MB moved / GB/s: the paper's memory-access model (activations in + out, weights), dtype-sized.\n";
+    if show_ratio {
+        out += "native/candle time: native median / candle median at the same point (in brackets: native's speed-up).\n";
+    }
     for note in &copy_notes {
         out += &format!("* {note}; not in MB moved (see cost.copy_bytes).\n");
     }

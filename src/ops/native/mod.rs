@@ -1,0 +1,270 @@
+//! Native CPU kernels (f32, NCHW), run as candle custom ops so they share the operator
+//! interface, tensors and timing path with the stock candle implementation.
+//!
+//! - DWConv, and GConv / PConv with few channels per group: a direct stencil (`direct`).
+//! - Conv, PWConv, GConv with many channels per group, PConv's partial conv: im2col bands
+//!   into one GEMM writing straight into the NCHW output (`gemm_conv`).
+//! - PConv `split_cat` writes the conv result and the untouched channels into one output;
+//!   `slicing` clones the input once and writes the conv result over its first c_p channels.
+
+mod direct;
+mod gemm_conv;
+pub mod simd;
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
+
+use super::{Copies, LayerWeights, OpKind, OpSpec, PConvForward};
+
+/// A convolution's geometry: input channels, map, kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+}
+
+/// Which kernel computes a convolution with `cg` channels per group on an `hw`-pixel map.
+///
+/// The direct stencil wins when a group has few channels (its GEMM would be a sliver), or a
+/// moderate number on a small map (per-group GEMMs too small to amortise packing). Measured
+/// on Table 1's shapes (README, "Native kernels"): GConv g=16 at 384x14x14 (cg = 24,
+/// hw = 196) runs 4.3 ms direct vs 5.3 ms GEMM; PConv's 24-channel conv at 96x56x56
+/// (hw = 3136) 3.8 ms GEMM vs 5.0 ms direct.
+pub fn uses_direct(cg: usize, hw: usize) -> bool {
+    cg <= 8 || (cg <= 32 && hw <= 1024)
+}
+
+/// One layer of a native operator.
+pub struct NativeLayer {
+    kind: OpKind,
+    weight: Vec<f32>,
+    k: usize,
+    groups: usize,
+    partial: usize,
+    forward: PConvForward,
+}
+
+impl NativeLayer {
+    pub fn new(spec: &OpSpec, weights: &LayerWeights) -> Self {
+        Self {
+            kind: spec.kind,
+            weight: weights.data.clone(),
+            k: spec.kernel,
+            groups: spec.conv_groups(),
+            partial: spec.conv_channels(),
+            forward: spec.forward.unwrap_or(PConvForward::SplitCat),
+        }
+    }
+
+    /// A convolution with `groups` groups on `n` images of `g.c` channels.
+    fn conv(&self, x: &[f32], out: &mut [f32], n: usize, g: Geometry, groups: usize) {
+        let cg = g.c / groups;
+        if uses_direct(cg, g.h * g.w) {
+            direct::grouped_conv(x, &self.weight, out, n, &g, groups);
+            return;
+        }
+        gemm_conv::Conv {
+            x,
+            x_image: g.c * g.h * g.w,
+            weight: &self.weight,
+            groups,
+            g,
+        }
+        .run(out, g.c * g.h * g.w, n);
+    }
+
+    /// PConv: the partial conv on channels 0..c_p, the rest passed through.
+    fn pconv(&self, x: &[f32], out: &mut [f32], n: usize, g: Geometry) {
+        let (c, cp, hw) = (g.c, self.partial, g.h * g.w);
+        let image = c * hw;
+        let copy_from = match self.forward {
+            PConvForward::SplitCat => cp, // only the untouched channels
+            PConvForward::Slicing => 0,   // the clone: every channel
+        };
+        for b in 0..n {
+            let range = b * image + copy_from * hw..(b + 1) * image;
+            out[range.clone()].copy_from_slice(&x[range]);
+        }
+        let partial = Geometry { c: cp, ..g };
+        if uses_direct(cp, hw) {
+            // The direct kernel wants dense images of c_p channels: gather them.
+            let head: Vec<f32> = (0..n)
+                .flat_map(|b| x[b * image..][..cp * hw].iter().copied())
+                .collect();
+            let mut y = vec![0.0; head.len()];
+            direct::grouped_conv(&head, &self.weight, &mut y, n, &partial, 1);
+            for b in 0..n {
+                out[b * image..][..cp * hw].copy_from_slice(&y[b * cp * hw..][..cp * hw]);
+            }
+        } else {
+            gemm_conv::Conv {
+                x,
+                x_image: image,
+                weight: &self.weight,
+                groups: 1,
+                g: partial,
+            }
+            .run(out, image, n);
+        }
+    }
+}
+
+/// Allocates an output of `len` floats, lets `fill` write every element, and returns it.
+///
+/// The memory is not zeroed first: measured on Table 1's DWConv (96x56x56, 10 layers) a
+/// zeroed buffer costs 1.5 -> 2.4 ms, a memset no framework pays (PyTorch's `at::empty`
+/// and candle's own kernels do the same). Every kernel here writes its whole output before
+/// anything reads it: the verification suite compares every element with the reference.
+fn with_output(len: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    // SAFETY: the spare capacity holds `len` floats; f32 has no invalid bit patterns, and
+    // `fill` only writes through the slice before `set_len` exposes it (candle's
+    // `unary_map_vec_par` uses the same pattern).
+    let out = unsafe {
+        std::slice::from_raw_parts_mut(v.spare_capacity_mut().as_mut_ptr().cast::<f32>(), len)
+    };
+    fill(out);
+    // SAFETY: `fill` wrote all `len` elements (every kernel covers its whole output).
+    unsafe { v.set_len(len) };
+    v
+}
+
+impl CustomOp1 for NativeLayer {
+    fn name(&self) -> &'static str {
+        "pconv-bench-native"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("native kernels run f32 only")
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("native kernels need a contiguous input")
+        };
+        let x = &data[start..end];
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let g = Geometry { c, h, w, k: self.k };
+        let out = with_output(x.len(), |out| match self.kind {
+            OpKind::PConv => self.pconv(x, out, n, g),
+            _ => self.conv(x, out, n, g, self.groups),
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+impl Module for NativeLayer {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.apply_op1_no_bwd(self)
+    }
+}
+
+/// What the native forwards copy beyond the paper's model (reads plus writes, per image).
+pub fn copies(spec: &OpSpec) -> Copies {
+    if spec.kind != OpKind::PConv {
+        return Copies::default();
+    }
+    let hw = (spec.map.h * spec.map.w) as u64;
+    let c = spec.map.c as u64;
+    let cp = spec.conv_channels() as u64;
+    match spec.forward.unwrap_or(PConvForward::SplitCat) {
+        PConvForward::SplitCat => Copies {
+            elements_per_image: 2 * (c - cp) * hw,
+            description: "the c - c_p untouched channels are copied into the output".into(),
+        },
+        PConvForward::Slicing => Copies {
+            elements_per_image: 2 * c * hw,
+            description: "clone copies all c channels; the conv writes over the first c_p in place"
+                .into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{self, FeatureMap};
+    use crate::verify::{compare, reference_forward};
+
+    fn spec(
+        kind: OpKind,
+        map: &str,
+        k: usize,
+        groups: Option<usize>,
+        n_div: Option<usize>,
+        fwd: PConvForward,
+    ) -> OpSpec {
+        OpSpec {
+            kind,
+            kernel: k,
+            groups,
+            n_div,
+            forward: (kind == OpKind::PConv).then_some(fwd),
+            map: map.parse().unwrap(),
+        }
+    }
+
+    /// Runs the native kernel on full-size maps (so GEMM bands split and the direct kernel's
+    /// junk columns matter) against the f64 reference, on `threads` threads.
+    fn check(s: &OpSpec, n: usize, threads: usize) {
+        let FeatureMap { c, h, w } = s.map;
+        let weights = ops::random_weights(s, 1, 11);
+        let x = ops::uniform(n * c * h * w, 1.0, &mut ops::seeded_rng(5));
+        let layer = NativeLayer::new(s, &weights[0]);
+        let mut out = vec![f32::NAN; x.len()];
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let g = Geometry {
+            c,
+            h,
+            w,
+            k: s.kernel,
+        };
+        pool.install(|| match s.kind {
+            OpKind::PConv => layer.pconv(&x, &mut out, n, g),
+            _ => layer.conv(&x, &mut out, n, g, s.conv_groups()),
+        });
+        let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
+        let reference = reference_forward(s, &wide(&weights[0].data), &wide(&x), n);
+        let (_, rel) = compare(&wide(&out), &reference);
+        assert!(
+            rel < 1e-5,
+            "{} {} at {} (n={n}, {threads} threads): rel err {rel}",
+            s.kind,
+            s.variant(),
+            s.map
+        );
+    }
+
+    #[test]
+    fn native_kernels_match_the_reference_on_full_size_maps() {
+        use PConvForward::{Slicing, SplitCat};
+        let cases = [
+            spec(OpKind::Conv, "40x37x29", 3, None, None, SplitCat), // GEMM, two bands per image
+            spec(OpKind::Conv, "24x24x24", 5, None, None, SplitCat), // C == H == W
+            spec(OpKind::Conv, "6x9x11", 7, None, None, SplitCat),   // direct (cg <= 8)
+            spec(OpKind::PWConv, "33x13x17", 1, None, None, SplitCat),
+            spec(OpKind::DWConv, "19x31x23", 3, None, None, SplitCat),
+            spec(OpKind::DWConv, "16x7x7", 7, None, None, SplitCat),
+            spec(OpKind::DWConv, "5x12x12", 9, None, None, SplitCat), // run-time kernel size
+            spec(OpKind::GConv, "96x20x20", 3, Some(16), None, SplitCat), // direct, blocks of 2
+            spec(OpKind::GConv, "96x9x9", 5, Some(4), None, SplitCat), // direct, blocks of 4
+            spec(OpKind::GConv, "96x40x40", 3, Some(2), None, SplitCat), // GEMM per group
+            spec(OpKind::PConv, "70x33x31", 3, None, Some(2), Slicing), // GEMM, c_p = 35
+            spec(OpKind::PConv, "70x33x31", 3, None, Some(2), SplitCat),
+            spec(OpKind::PConv, "10x15x15", 5, None, Some(3), SplitCat), // direct, 3 does not divide 10
+            spec(OpKind::PConv, "10x15x15", 1, None, Some(3), Slicing),
+        ];
+        for s in &cases {
+            check(s, 2, 1);
+            check(s, 3, 2);
+            check(s, 1, 2);
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The one SIMD-critical loop of the direct kernels, compiled three times (AVX-512, AVX2+FMA,
+//! portable) and picked at run time, so one binary is fast here and still runs anywhere.
+
+use std::sync::OnceLock;
+
+/// Instruction-set level the kernels run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2+fma",
+            Isa::Portable => "portable",
+        }
+    }
+}
+
+/// Detected once per process.
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                return Isa::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
+    })
+}
+
+/// `a * b + c`, fused where the target has FMA (`mul_add` is a libm call without it).
+trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+struct Fused;
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+struct Plain;
+impl MulAdd for Plain {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// For each of B output channels b:
+/// `acc[b·n + i] (+)= sum over ky, kx < K of w[(b·K + ky)·K + kx] · src[i + ky·stride + kx]`,
+/// with n = acc.len() / B.
+///
+/// A k x k stencil over a zero-padded plane flattened with row stride `stride`: output
+/// position i = y·stride + x. Columns x >= the real width are junk the caller drops; this
+/// keeps the loop long and branch-free even for 7 x 7 maps. B output channels share every
+/// input load and give B independent FMA chains.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // ky, kx index both the input offset and every wk[b]
+fn stencil_body<M: MulAdd, const K: usize, const B: usize>(
+    acc: &mut [f32],
+    src: &[f32],
+    stride: usize,
+    w: &[f32],
+    accumulate: bool,
+) {
+    let n = acc.len() / B;
+    assert_eq!(acc.len(), n * B, "accumulator length");
+    assert_eq!(w.len(), B * K * K, "weight length");
+    assert!(
+        src.len() >= n + (K - 1) * stride + K - 1,
+        "stencil reads past the padded plane"
+    );
+    let mut wk = [[[0f32; K]; K]; B];
+    for (b, plane) in wk.iter_mut().enumerate() {
+        for (ky, row) in plane.iter_mut().enumerate() {
+            row.copy_from_slice(&w[(b * K + ky) * K..][..K]);
+        }
+    }
+    let s = src.as_ptr();
+    let d = acc.as_mut_ptr();
+    for i in 0..n {
+        let mut a = [0f32; B];
+        if accumulate {
+            for (b, av) in a.iter_mut().enumerate() {
+                // SAFETY: b·n + i < B·n = acc.len().
+                *av = unsafe { *d.add(b * n + i) };
+            }
+        }
+        for ky in 0..K {
+            for kx in 0..K {
+                // SAFETY: i + ky·stride + kx <= n - 1 + (K - 1)·stride + K - 1 < src.len(),
+                // asserted above.
+                let x = unsafe { *s.add(i + ky * stride + kx) };
+                for (b, av) in a.iter_mut().enumerate() {
+                    *av = M::mul_add(wk[b][ky][kx], x, *av);
+                }
+            }
+        }
+        for (b, av) in a.iter().enumerate() {
+            // SAFETY: as above.
+            unsafe { *d.add(b * n + i) = *av };
+        }
+    }
+}
+
+/// The same stencil for a kernel size known only at run time (any odd k; slower).
+fn stencil_dyn(
+    acc: &mut [f32],
+    src: &[f32],
+    stride: usize,
+    w: &[f32],
+    k: usize,
+    blocks: usize,
+    accumulate: bool,
+) {
+    let n = acc.len() / blocks;
+    assert!(src.len() >= n + (k - 1) * stride + k - 1);
+    for b in 0..blocks {
+        for i in 0..n {
+            let mut a = if accumulate { acc[b * n + i] } else { 0.0 };
+            for ky in 0..k {
+                for kx in 0..k {
+                    a += w[(b * k + ky) * k + kx] * src[i + ky * stride + kx];
+                }
+            }
+            acc[b * n + i] = a;
+        }
+    }
+}
+
+macro_rules! versions {
+    ($(($k:literal, $b:literal) => $v512:ident, $v256:ident;)+) => {
+        $(
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            unsafe fn $v512(acc: &mut [f32], src: &[f32], stride: usize, w: &[f32], accumulate: bool) {
+                stencil_body::<Fused, $k, $b>(acc, src, stride, w, accumulate)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $v256(acc: &mut [f32], src: &[f32], stride: usize, w: &[f32], accumulate: bool) {
+                stencil_body::<Fused, $k, $b>(acc, src, stride, w, accumulate)
+            }
+        )+
+
+        /// Runs the stencil for `blocks` output channels (1, 2 or 4 are fast; any works) at the
+        /// best instruction set this CPU has.
+        pub fn stencil(acc: &mut [f32], src: &[f32], stride: usize, w: &[f32], k: usize, blocks: usize, accumulate: bool) {
+            match (k, blocks, isa()) {
+                $(
+                    // SAFETY: the CPU has the features these versions were compiled for.
+                    #[cfg(target_arch = "x86_64")]
+                    ($k, $b, Isa::Avx512) => unsafe { $v512(acc, src, stride, w, accumulate) },
+                    #[cfg(target_arch = "x86_64")]
+                    ($k, $b, Isa::Avx2) => unsafe { $v256(acc, src, stride, w, accumulate) },
+                    ($k, $b, Isa::Portable) => stencil_body::<Plain, $k, $b>(acc, src, stride, w, accumulate),
+                )+
+                _ => stencil_dyn(acc, src, stride, w, k, blocks, accumulate),
+            }
+        }
+    };
+}
+
+versions! {
+    (1, 1) => s1b1_512, s1b1_256;
+    (3, 1) => s3b1_512, s3b1_256;
+    (5, 1) => s5b1_512, s5b1_256;
+    (7, 1) => s7b1_512, s7b1_256;
+    (1, 2) => s1b2_512, s1b2_256;
+    (3, 2) => s3b2_512, s3b2_256;
+    (5, 2) => s5b2_512, s5b2_256;
+    (7, 2) => s7b2_512, s7b2_256;
+    (1, 4) => s1b4_512, s1b4_256;
+    (3, 4) => s3b4_512, s3b4_256;
+    (5, 4) => s5b4_512, s5b4_256;
+    (7, 4) => s7b4_512, s7b4_256;
+}
+
+/// How many output channels one stencil pass computes for a group of `cg` channels.
+pub fn block_for(cg: usize) -> usize {
+    [4, 2, 1]
+        .into_iter()
+        .find(|&b| cg.is_multiple_of(b))
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_version_agrees_with_the_dynamic_loop() {
+        for k in [1usize, 3, 5, 7, 9] {
+            for blocks in [1usize, 2, 3, 4] {
+                let stride = 11;
+                let n = 4 * stride;
+                let src: Vec<f32> = (0..n + (k - 1) * stride + k)
+                    .map(|i| (i % 13) as f32 - 6.0)
+                    .collect();
+                let w: Vec<f32> = (0..blocks * k * k)
+                    .map(|i| (i % 5) as f32 * 0.25 - 0.5)
+                    .collect();
+                let init: Vec<f32> = (0..blocks * n).map(|i| (i % 3) as f32).collect();
+                let mut expect = init.clone();
+                stencil_dyn(&mut expect, &src, stride, &w, k, blocks, true);
+                let mut got = init.clone();
+                stencil(&mut got, &src, stride, &w, k, blocks, true);
+                // Small integers and quarters: exact in f32 whether fused or not.
+                assert_eq!(got, expect, "k={k} blocks={blocks} at {:?}", isa());
+                let mut fresh = vec![7.0; blocks * n];
+                stencil(&mut fresh, &src, stride, &w, k, blocks, false);
+                let mut plain = vec![0.0; blocks * n];
+                stencil_dyn(&mut plain, &src, stride, &w, k, blocks, false);
+                assert_eq!(fresh, plain, "k={k} blocks={blocks}");
+            }
+        }
+        assert_eq!(
+            (block_for(1), block_for(6), block_for(12), block_for(7)),
+            (1, 2, 4, 1)
+        );
+    }
+}
