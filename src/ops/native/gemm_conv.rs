@@ -66,7 +66,8 @@ fn im2col(x: &[f32], g: &Geometry, y0: usize, rows: usize, col: &mut [f32]) {
     }
 }
 
-/// dst (m x n, row stride `dst_rs`) = lhs (m x kk, row-major) · rhs (kk x n, row-major).
+/// dst (m x n, row stride `dst_rs`) = lhs (m x kk, row-major) · rhs (kk x n, row stride
+/// `rhs_rs`).
 ///
 /// # Safety
 /// `dst` must be valid for writes of m rows of n floats at row stride `dst_rs`, and no one
@@ -76,10 +77,11 @@ unsafe fn matmul(
     dst_rs: usize,
     lhs: &[f32],
     rhs: &[f32],
+    rhs_rs: usize,
     (m, n, kk): (usize, usize, usize),
     par: Parallelism,
 ) {
-    debug_assert!(lhs.len() >= m * kk && rhs.len() >= kk * n);
+    assert!(lhs.len() >= m * kk && rhs.len() >= (kk - 1) * rhs_rs + n);
     gemm::gemm(
         m,
         n,
@@ -93,7 +95,7 @@ unsafe fn matmul(
         kk as isize,
         rhs.as_ptr(),
         1,
-        n as isize,
+        rhs_rs as isize,
         0.0,
         1.0,
         false,
@@ -102,6 +104,34 @@ unsafe fn matmul(
         par,
     )
 }
+
+/// Output rows per band: an im2col band of about BAND_FLOATS, at least MIN_BAND_COLUMNS
+/// wide; with several threads and fewer bands than threads, split further (while a band
+/// keeps MIN_PARALLEL_COLUMNS columns) so every thread gets one, in a count that divides
+/// evenly among them.
+fn band_rows(g: &Geometry, n: usize, threads: usize) -> usize {
+    let Geometry { c, h, w, k } = *g;
+    let mut rows = if k == 1 {
+        h
+    } else {
+        (BAND_FLOATS / (c * k * k * w))
+            .max(MIN_BAND_COLUMNS.div_ceil(w))
+            .clamp(1, h)
+    };
+    if threads > 1 {
+        let per_image = h.div_ceil(rows);
+        let total = (n * per_image).next_multiple_of(threads);
+        let want = total.div_ceil(n);
+        let split = h.div_ceil(want);
+        if split * w >= MIN_PARALLEL_COLUMNS {
+            rows = rows.min(split);
+        }
+    }
+    rows
+}
+
+/// Fewest GEMM columns a band split for threading may have.
+const MIN_PARALLEL_COLUMNS: usize = 24;
 
 thread_local! {
     /// Each worker's im2col buffer, kept between calls: im2col overwrites what it uses.
@@ -151,24 +181,30 @@ impl Conv<'_> {
             "input too small"
         );
         assert_eq!(self.weight.len(), c * kk_group, "weight shape");
-        let rows = if k == 1 {
-            h
-        } else {
-            (BAND_FLOATS / (kk * w))
-                .max(MIN_BAND_COLUMNS.div_ceil(w))
-                .clamp(1, h)
-        };
+        let threads = rayon::current_num_threads();
+        let rows = band_rows(&self.g, n, threads);
         let bands: Vec<(usize, usize)> = (0..n)
             .flat_map(|b| (0..h).step_by(rows).map(move |y0| (b, y0)))
             .collect();
-        let threads = rayon::current_num_threads();
+        // Parallel over bands when every thread gets one, else over groups, else inside the
+        // GEMM (one big GEMM, e.g. Conv at 768x7x7).
+        let (par_bands, par_groups) = (
+            threads > 1 && bands.len() >= threads,
+            threads > 1 && self.groups >= threads,
+        );
+        let gemm_par = if threads > 1 && !par_bands && !par_groups {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        };
         let dst = OutPtr(out.as_mut_ptr());
-        let band = |(b, y0): (usize, usize), par: Parallelism| {
+        let band = |&(b, y0): &(usize, usize)| {
             let r = rows.min(h - y0);
             let cols = r * w;
             let x = &self.x[b * self.x_image..][..c * hw];
-            let gemms = |rhs: &[f32]| {
-                for grp in 0..self.groups {
+            // rhs: (kk x cols) at row stride rhs_rs.
+            let gemms = |rhs: &[f32], rhs_rs: usize| {
+                let group = |grp: usize| {
                     // SAFETY: band (b, y0) writes rows y0..y0 + r of the output channels of
                     // image b, each group its own channels: disjoint from every other band
                     // and group; `out` is large enough (asserted above).
@@ -177,31 +213,33 @@ impl Conv<'_> {
                             dst.at(b * out_image + grp * cg * hw + y0 * w),
                             hw,
                             &self.weight[grp * cg * kk_group..][..cg * kk_group],
-                            &rhs[grp * kk_group * cols..][..kk_group * cols],
+                            &rhs[grp * kk_group * rhs_rs..],
+                            rhs_rs,
                             (cg, cols, kk_group),
-                            par,
+                            gemm_par,
                         )
                     }
+                };
+                if par_groups && !par_bands {
+                    (0..self.groups).into_par_iter().for_each(group);
+                } else {
+                    (0..self.groups).for_each(group);
                 }
             };
             if k == 1 {
-                gemms(x); // 1x1: the input planes are the right-hand side (full-height band).
+                // 1x1: the input planes already are the right-hand side.
+                gemms(&x[y0 * w..], hw);
             } else {
                 with_col(kk * cols, |col| {
                     im2col(x, &self.g, y0, r, col);
-                    gemms(col)
+                    gemms(col, cols)
                 });
             }
         };
-        if threads > 1 && bands.len() >= 2 * threads {
-            bands.par_iter().for_each(|&bd| band(bd, Parallelism::None));
+        if par_bands {
+            bands.par_iter().for_each(band);
         } else {
-            let par = if threads > 1 {
-                Parallelism::Rayon(threads)
-            } else {
-                Parallelism::None
-            };
-            bands.iter().for_each(|&bd| band(bd, par));
+            bands.iter().for_each(band);
         }
     }
 }
