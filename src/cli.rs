@@ -23,7 +23,59 @@ pub struct Cli {
 pub enum Command {
     /// Verify, then time, the operator suite (default: the paper's Table 1 on CPU).
     #[command(after_help = RUN_EXAMPLES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Compare two results files: per record, the change of the median with a bootstrap
+    /// confidence interval, and a regression verdict (exit 1 when anything regressed).
+    #[command(after_help = COMPARE_EXAMPLES)]
+    Compare(CompareArgs),
+}
+
+const COMPARE_EXAMPLES: &str = "Examples:
+  pconv-bench compare results/baseline-ci.json new.json
+  pconv-bench compare base.json new.json --threshold 10% --format markdown > comment.md
+
+A record regressed only when the whole confidence interval of median(current) / median(baseline)
+lies above 1 + threshold (improved: below 1 - threshold). Exit codes: 0 no regression, 1 regression,
+2 bad input.";
+
+/// Output formats of `compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareFormat {
+    Table,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Results file of the baseline run.
+    pub baseline: PathBuf,
+    /// Results file of the current run.
+    pub current: PathBuf,
+    /// Noise threshold: changes whose interval stays within ±threshold are `unchanged`.
+    #[arg(long, default_value = "5%", value_parser = crate::compare::parse_threshold)]
+    pub threshold: f64,
+    /// Confidence level of the interval, in percent (50 to 99.9).
+    #[arg(long, default_value = "99", value_parser = confidence)]
+    pub confidence: f64,
+    #[arg(long, value_enum, default_value_t = CompareFormat::Table)]
+    pub format: CompareFormat,
+    /// Allow comparing runs from different device models.
+    #[arg(long)]
+    pub allow_different_device: bool,
+}
+
+/// Parses a confidence level in percent into a fraction.
+fn confidence(s: &str) -> Result<f64, String> {
+    s.trim()
+        .trim_end_matches('%')
+        .parse::<f64>()
+        .ok()
+        .filter(|v| (50.0..=99.9).contains(v))
+        .map(|v| v / 100.0)
+        .ok_or_else(|| {
+            format!("confidence '{s}' is not allowed: give a percentage from 50 to 99.9")
+        })
 }
 
 const RUN_EXAMPLES: &str = "Examples:
@@ -145,9 +197,17 @@ pub struct RunArgs {
     /// Write the results as JSON (atomically) to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Interleaved repetitions of the whole suite, samples pooled per record (tighter
+    /// intervals for a regression gate).
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    pub repeat: usize,
     /// No progress bar and no informational messages on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Test hook: sleep this many microseconds inside every timed run (to check that the
+    /// regression gate fires). Never use it for real measurements.
+    #[arg(long, hide = true, value_name = "US")]
+    pub inject_delay_us: Option<u64>,
 }
 
 #[cfg(test)]

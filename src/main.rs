@@ -25,6 +25,7 @@ fn main() {
     };
     let result = match &cli.command {
         Command::Run(args) => commands::run::execute(args, argv),
+        Command::Compare(args) => commands::compare::execute(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

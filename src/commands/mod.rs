@@ -1,5 +1,6 @@
 //! One module per subcommand: each turns parsed arguments into work and an exit code.
 
+pub mod compare;
 pub mod run;
 
 use std::sync::atomic::{AtomicBool, Ordering};

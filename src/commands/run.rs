@@ -33,7 +33,7 @@ pub fn execute(args: &RunArgs, argv: Vec<String>) -> Result<i32> {
 
     crate::device::steady_allocator();
     let stop = super::interrupt_flag();
-    let bar = progress::bar(points.len(), args.quiet);
+    let bar = progress::bar(points.len() * args.repeat, args.quiet);
     let ctx = Context {
         device: &device,
         device_label: suite.device.to_string(),
@@ -41,10 +41,12 @@ pub fn execute(args: &RunArgs, argv: Vec<String>) -> Result<i32> {
         layers: suite.layers,
         budget: Budget::new(suite.warmup_time_s, suite.measure_time_s),
         seed: suite.seed,
+        inject_delay: args.inject_delay_us.map(std::time::Duration::from_micros),
     };
     let outcome = bench::run(
         &ctx,
         &points,
+        args.repeat,
         &mut |i, p| {
             bar.set_position(i as u64);
             bar.set_message(progress::label(p));

@@ -133,3 +133,117 @@ mod tests {
         assert_eq!(std_dev(&[3.0]), 0.0);
     }
 }
+
+/// Median of `v`, reordering it (O(n) selection, no full sort).
+fn median_in_place(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    let mid = n / 2;
+    let (_, &mut hi, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    if n % 2 == 1 {
+        hi
+    } else {
+        let lo = v[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo + hi) / 2.0
+    }
+}
+
+/// A ratio with its bootstrap confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RatioCi {
+    /// median(current) / median(baseline).
+    pub ratio: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// Confidence level of [lo, hi], e.g. 0.99.
+    pub confidence: f64,
+}
+
+/// Percentile-bootstrap confidence interval of median(current) / median(baseline): both
+/// sample sets are resampled with replacement `resamples` times (as criterion does for its
+/// change estimates). Deterministic for a given `seed`.
+pub fn bootstrap_median_ratio(
+    baseline: &[f64],
+    current: &[f64],
+    confidence: f64,
+    resamples: usize,
+    seed: u64,
+) -> RatioCi {
+    assert!(
+        !baseline.is_empty() && !current.is_empty(),
+        "bootstrap needs samples"
+    );
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut b = vec![0.0; baseline.len()];
+    let mut c = vec![0.0; current.len()];
+    let mut ratios: Vec<f64> = (0..resamples)
+        .map(|_| {
+            b.iter_mut()
+                .for_each(|x| *x = baseline[rng.random_range(0..baseline.len())]);
+            c.iter_mut()
+                .for_each(|x| *x = current[rng.random_range(0..current.len())]);
+            median_in_place(&mut c) / median_in_place(&mut b)
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let tail = (1.0 - confidence) / 2.0;
+    RatioCi {
+        ratio: median(current) / median(baseline),
+        lo: quantile_sorted(&ratios, tail),
+        hi: quantile_sorted(&ratios, 1.0 - tail),
+        confidence,
+    }
+}
+
+#[cfg(test)]
+mod bootstrap_tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Latency-like samples: a floor plus right-skewed noise (spread ~ `noise` of the floor).
+    fn latencies(rng: &mut impl Rng, n: usize, floor: f64, noise: f64) -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                let u: f64 = rng.random_range(1e-9..1.0);
+                floor * (1.0 + noise * -u.ln() / 3.0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn selection_median_matches_sorting() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for n in [1, 2, 3, 10, 11, 100] {
+            let v = latencies(&mut rng, n, 1.0, 0.5);
+            assert_eq!(median_in_place(&mut v.clone()), median(&v), "n={n}");
+        }
+    }
+
+    #[test]
+    fn same_distribution_is_never_a_5_percent_change_at_99_percent() {
+        let mut false_alarms = 0;
+        for seed in 0..200 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let base = latencies(&mut rng, 30, 10.0, 0.2);
+            let cur = latencies(&mut rng, 30, 10.0, 0.2);
+            let ci = bootstrap_median_ratio(&base, &cur, 0.99, 2000, seed);
+            assert!(ci.lo <= ci.ratio && ci.ratio <= ci.hi, "{ci:?}");
+            if ci.lo > 1.05 || ci.hi < 0.95 {
+                false_alarms += 1;
+            }
+        }
+        assert_eq!(false_alarms, 0);
+    }
+
+    #[test]
+    fn a_true_20_percent_slowdown_is_detected() {
+        for seed in 0..50 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let base = latencies(&mut rng, 30, 10.0, 0.2);
+            let cur = latencies(&mut rng, 30, 12.0, 0.2);
+            let ci = bootstrap_median_ratio(&base, &cur, 0.99, 2000, seed);
+            assert!(ci.lo > 1.05, "seed {seed}: {ci:?}");
+            assert!((ci.ratio - 1.2).abs() < 0.1, "{ci:?}");
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Where results are written: one module per output format. Reports never measure.
 
+pub mod comparison;
 pub mod json;
 pub mod table;
 

@@ -1,0 +1,215 @@
+//! `pconv-bench compare` end to end, through the real binary, on a real run and on
+//! synthetic edits of it with known shifts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+/// A small real results file (two operators, both implementations).
+fn real_run(dir: &Path) -> PathBuf {
+    let j = dir.join("base.json");
+    let out = run(&quick_run_args(
+        j.to_str().unwrap(),
+        &["--ops", "dwconv,pwconv", "--measure-time", "0.05"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    j
+}
+
+/// Writes a copy of `src` with every sample multiplied by `factor` and `edit` applied.
+fn edited(src: &Path, name: &str, factor: f64, edit: impl Fn(&mut Value)) -> PathBuf {
+    let mut v = read_json(src);
+    for r in v["records"].as_array_mut().unwrap() {
+        for s in r["samples_ms"].as_array_mut().unwrap() {
+            *s = Value::from(s.as_f64().unwrap() * factor);
+        }
+    }
+    edit(&mut v);
+    let p = src.with_file_name(name);
+    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+    p
+}
+
+fn compare(args: &[&str]) -> std::process::Output {
+    let mut v = vec!["compare"];
+    v.extend_from_slice(args);
+    run(&v)
+}
+
+#[test]
+fn a_run_against_itself_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = real_run(dir.path());
+    let b = base.to_str().unwrap();
+    let out = compare(&[b, b]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("0 regressed, 0 improved, 8 unchanged"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_20_percent_slowdown_regresses_and_a_speedup_improves() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = real_run(dir.path());
+    let slow = edited(&base, "slow.json", 1.2, |_| {});
+    let out = compare(&[
+        base.to_str().unwrap(),
+        slow.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for ch in v["changes"].as_array().unwrap() {
+        assert_eq!(ch["verdict"], "regressed", "{ch}");
+        assert!((ch["ratio"]["ratio"].as_f64().unwrap() - 1.2).abs() < 1e-9);
+    }
+    let fast = edited(&base, "fast.json", 0.8, |_| {});
+    let out = compare(&[
+        base.to_str().unwrap(),
+        fast.to_str().unwrap(),
+        "--format",
+        "markdown",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let md = stdout(&out);
+    assert!(
+        md.starts_with("✅ **pconv-bench**: 0 regressed, 8 improved"),
+        "{md}"
+    );
+    assert!(md.contains("| record | baseline ms |"), "{md}");
+}
+
+#[test]
+fn a_shift_inside_the_threshold_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = real_run(dir.path());
+    let slightly = edited(&base, "slightly.json", 1.03, |_| {});
+    let out = compare(&[base.to_str().unwrap(), slightly.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = compare(&[
+        base.to_str().unwrap(),
+        slightly.to_str().unwrap(),
+        "--threshold",
+        "1%",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+}
+
+#[test]
+fn records_on_one_side_and_other_devices_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = real_run(dir.path());
+    let fewer = edited(&base, "fewer.json", 1.0, |v| {
+        v["records"].as_array_mut().unwrap().truncate(3);
+        v["device"]["name"] = Value::from("Another CPU");
+    });
+    let (b, f) = (base.to_str().unwrap(), fewer.to_str().unwrap());
+    let out = compare(&[b, f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--allow-different-device"),
+        "{}",
+        stderr(&out)
+    );
+    let out = compare(&[b, f, "--allow-different-device"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("note: device differs"), "{text}");
+    assert_eq!(text.matches("only in baseline:").count(), 5, "{text}");
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = real_run(dir.path());
+    let b = base.to_str().unwrap();
+    let not_json = dir.path().join("x.json");
+    std::fs::write(&not_json, "{ nope").unwrap();
+    let other = dir.path().join("other.json");
+    std::fs::write(
+        &other,
+        r#"{"schema_version": 1, "tool": {"name": "hyperfine"}}"#,
+    )
+    .unwrap();
+    let newer = edited(&base, "newer.json", 1.0, |v| {
+        v["schema_version"] = Value::from(99)
+    });
+    let no_samples = edited(&base, "empty.json", 1.0, |v| {
+        v["records"][0]["samples_ms"] = Value::Array(vec![]);
+    });
+    let disjoint = edited(&base, "disjoint.json", 1.0, |v| {
+        for r in v["records"].as_array_mut().unwrap() {
+            r["threads"] = Value::from(7);
+        }
+    });
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![b, not_json.to_str().unwrap()], "is not JSON"),
+        (
+            vec![b, other.to_str().unwrap()],
+            "is not a pconv-bench result",
+        ),
+        (vec![b, newer.to_str().unwrap()], "schema_version 99"),
+        (vec![b, no_samples.to_str().unwrap()], "no raw samples"),
+        (vec![b, disjoint.to_str().unwrap()], "no record in common"),
+        (vec![b, "/no/such/file.json"], "cannot read"),
+        (vec![b, b, "--threshold", "0%"], "threshold '0%'"),
+        (vec![b, b, "--threshold", "100"], "threshold '100'"),
+        (vec![b, b, "--threshold", "lots"], "threshold 'lots'"),
+        (vec![b, b, "--format", "html"], "'html'"),
+    ];
+    for (args, expect) in cases {
+        let out = compare(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected {expect:?} in {err}"
+        );
+    }
+}
+
+#[test]
+fn injected_delay_is_caught_by_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = real_run(dir.path());
+    let slow = dir.path().join("slow.json");
+    let out = run(&quick_run_args(
+        slow.to_str().unwrap(),
+        &[
+            "--ops",
+            "dwconv,pwconv",
+            "--measure-time",
+            "0.05",
+            "--inject-delay-us",
+            "3000",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = compare(&[base.to_str().unwrap(), slow.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+}
+
+#[test]
+fn repeat_pools_samples_of_interleaved_repetitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("rep.json");
+    let out = run(&quick_run_args(
+        j.to_str().unwrap(),
+        &["--ops", "pwconv", "--impl", "native", "--repeat", "3"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = read_json(&j);
+    for r in v["records"].as_array().unwrap() {
+        // measure-time 0: exactly 10 samples per repetition.
+        assert_eq!(r["samples_ms"].as_array().unwrap().len(), 30);
+        assert_eq!(r["warmup"]["runs"], 9);
+    }
+}
