@@ -84,13 +84,13 @@ fn time_point(ctx: &Context, point: &Point) -> Result<(Measurement, CostRecord)>
 }
 
 /// A record from a point's verification and its (possibly pooled) measurements.
-fn record(
-    ctx: &Context,
-    point: &Point,
-    verification: Verification,
-    cost: CostRecord,
-    m: Measurement,
-) -> Record {
+fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
+    let Slot {
+        verification,
+        cost,
+        pooled: m,
+        repetitions,
+    } = slot;
     let spec = &point.spec;
     let stats = Summary::from_samples(&m.samples_ms);
     let rates = Rates::new(&cost, stats.median_ms, point.batch);
@@ -119,6 +119,7 @@ fn record(
         rates,
         paper: record::paper_row(ctx.references, spec, ctx.layers).cloned(),
         samples_ms: m.samples_ms,
+        repetitions,
     }
 }
 
@@ -127,6 +128,7 @@ struct Slot {
     verification: Verification,
     cost: CostRecord,
     pooled: Measurement,
+    repetitions: Vec<usize>,
 }
 
 /// Runs `points` `repeat` times, interleaved (the whole list, then again), pooling each
@@ -163,6 +165,7 @@ pub fn run(
                 let (m, _) = p.install(|| time_point(ctx, point))?;
                 slot.pooled.warmup_runs += m.warmup_runs;
                 slot.pooled.warmup_time_s += m.warmup_time_s;
+                slot.repetitions.push(m.samples_ms.len());
                 slot.pooled.samples_ms.extend(m.samples_ms);
                 continue;
             }
@@ -188,6 +191,7 @@ pub fn run(
             slots[i] = Some(Slot {
                 verification,
                 cost,
+                repetitions: vec![pooled.samples_ms.len()],
                 pooled,
             });
         }
@@ -196,7 +200,7 @@ pub fn run(
     let records = points
         .iter()
         .zip(slots)
-        .filter_map(|(p, s)| s.map(|s| record(ctx, p, s.verification, s.cost, s.pooled)))
+        .filter_map(|(p, s)| s.map(|s| record(ctx, p, s)))
         .collect();
     Ok(Outcome {
         records,

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::measure::stats::{bootstrap_median_ratio, RatioCi};
+use crate::measure::stats::{bootstrap_median_ratio, groups, RatioCi};
 use crate::record::{Record, RunResult};
 
 /// Bootstrap resamples per comparison.
@@ -162,6 +162,12 @@ pub fn compare(
     };
     differ("tool commit", &commit(base), &commit(cur), &mut environment);
 
+    let single = |r: &RunResult| r.records.iter().any(|rec| rec.repetitions.len() < 2);
+    if single(base) || single(cur) {
+        environment.push(
+            "some records come from a single repetition: their intervals cannot see run-to-run drift (use run --repeat 3 or more for a gate)".into(),
+        );
+    }
     let mut changes = Vec::new();
     let mut only_in_baseline = Vec::new();
     for (i, b) in base.records.iter().enumerate() {
@@ -169,8 +175,8 @@ pub fn compare(
         match cur.records.iter().find(|c| identity(c) == id) {
             Some(c) => {
                 let ci = bootstrap_median_ratio(
-                    &b.samples_ms,
-                    &c.samples_ms,
+                    &groups(&b.samples_ms, &b.repetitions),
+                    &groups(&c.samples_ms, &c.repetitions),
                     opts.confidence,
                     RESAMPLES,
                     i as u64,

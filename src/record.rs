@@ -131,6 +131,10 @@ pub struct Record {
     pub paper: Option<PaperReference>,
     /// Every timed run, ms, in order.
     pub samples_ms: Vec<f64>,
+    /// Samples each repetition (`run --repeat`) contributed, in order; they add up to
+    /// samples_ms.len(). `compare` resamples whole repetitions first.
+    #[serde(default)]
+    pub repetitions: Vec<usize>,
 }
 
 impl Record {
