@@ -24,11 +24,33 @@ pub enum Command {
     /// Verify, then time, the operator suite (default: the paper's Table 1 on CPU).
     #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
+    /// Sweep partial ratio (n_div), kernel size, groups and shape: the FLOPS-vs-latency
+    /// landscape (default: configs/sweep.toml).
+    #[command(after_help = SWEEP_EXAMPLES)]
+    Sweep(Box<SweepArgs>),
+    /// Re-render saved results (table, Markdown, CSV, JSON, SVG figures) without measuring.
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Compare two results files: per record, the change of the median with a bootstrap
     /// confidence interval, and a regression verdict (exit 1 when anything regressed).
     #[command(after_help = COMPARE_EXAMPLES)]
     Compare(CompareArgs),
 }
+
+const SWEEP_EXAMPLES: &str = "Examples:
+  pconv-bench sweep                                  # configs/sweep.toml: 160 points, ~7 min
+  pconv-bench sweep --n-div 2,4,8 --kernel 3,5,7 --shapes 96x56x56 --json s.json --plot s.svg
+  pconv-bench sweep --ops pconv,dwconv --shapes 128x40x40,256x20x20 --batch 1,8
+  pconv-bench sweep --resume s.json                  # after Ctrl-C: measure only what is missing
+
+Ctrl-C stops after the current point and writes what finished (\"complete\": false).
+A sweep of more than 2,000 points needs --yes.";
+
+const REPORT_EXAMPLES: &str = "Examples:
+  pconv-bench report results/cpu-xeon-2c-1t-table1.json
+  pconv-bench report run.json run-torch.json --format markdown
+  pconv-bench report s.json --format csv > s.csv
+  pconv-bench report s.json --plot s.svg";
 
 const COMPARE_EXAMPLES: &str = "Examples:
   pconv-bench compare results/baseline-ci.json new.json
@@ -85,6 +107,7 @@ const RUN_EXAMPLES: &str = "Examples:
   pconv-bench run --config configs/ci.toml --quiet  # a tiny suite (seconds)
   pconv-bench run --ops pconv --n-div 2,4,8 --pconv-forward split_cat
   pconv-bench run --shapes 128x40x40,256x20x20 --batch 4 --threads 2
+  pconv-bench run --repeat 3 --json ci.json         # pooled repetitions, for compare
 
 List flags take comma-separated values and replace the config's list.";
 
@@ -191,13 +214,18 @@ impl SuiteArgs {
     }
 }
 
+/// What `run` and `sweep` share besides the suite: outputs and repetitions.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct MeasureArgs {
     #[command(flatten)]
     pub suite: SuiteArgs,
     /// Write the results as JSON (atomically) to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Also draw the figures (latency vs MACs, GMAC/s vs n_div / groups, latency vs kernel)
+    /// as SVG to this file.
+    #[arg(long, value_name = "PATH.svg")]
+    pub plot: Option<PathBuf>,
     /// Interleaved repetitions of the whole suite, samples pooled per record (tighter
     /// intervals for a regression gate).
     #[arg(long, default_value_t = 1, value_parser = positive)]
@@ -209,6 +237,37 @@ pub struct RunArgs {
     /// regression gate fires). Never use it for real measurements.
     #[arg(long, hide = true, value_name = "US")]
     pub inject_delay_us: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub measure: MeasureArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub measure: MeasureArgs,
+    /// Continue a sweep: skip the points already in this results file (made with the same
+    /// settings) and write old and new records together (to --json, else back to FILE).
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
+    /// Run a sweep of more than 2,000 points.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Results files (merged: e.g. a run and its PyTorch reference).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = crate::report::Format::Table)]
+    pub format: crate::report::Format,
+    /// Also draw the figures as SVG to this file.
+    #[arg(long, value_name = "PATH.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -10,11 +10,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::ops::{Dtype, FeatureMap, Implementation, OpKind, PConvForward};
 
-/// The built-in default suite: `configs/table1.toml`, compiled in so `run` works anywhere.
+/// The built-in default suite of `run`: `configs/table1.toml`, compiled in so it works
+/// from any folder.
 pub const TABLE1: (&str, &str) = (
     "configs/table1.toml",
     include_str!("../configs/table1.toml"),
 );
+
+/// The built-in default suite of `sweep`.
+pub const SWEEP: (&str, &str) = ("configs/sweep.toml", include_str!("../configs/sweep.toml"));
 
 /// Where the operators run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -274,7 +278,7 @@ pub fn parse(name: &str, src: &str) -> Result<LoadedSuite> {
     file.suite
         .validate()
         .map_err(|e| config_err(line_of_key(src, e.key), e.message))?;
-    let references = if file.reference.is_empty() && name != TABLE1.0 {
+    let references = if file.reference.is_empty() && src != TABLE1.1 {
         builtin_references()
     } else {
         file.reference
@@ -295,8 +299,13 @@ pub fn builtin_references() -> Vec<PaperReference> {
 
 /// Loads a suite file, or the built-in Table 1 suite when `path` is `None`.
 pub fn load(path: Option<&Path>) -> Result<LoadedSuite> {
+    load_or(path, TABLE1)
+}
+
+/// Loads a suite file, or the built-in `(name, text)` suite when `path` is `None`.
+pub fn load_or(path: Option<&Path>, builtin: (&str, &str)) -> Result<LoadedSuite> {
     let Some(path) = path else {
-        return parse(TABLE1.0, TABLE1.1);
+        return parse(builtin.0, builtin.1);
     };
     let src = std::fs::read_to_string(path).map_err(|e| Error::Config {
         path: path.to_path_buf(),
@@ -363,6 +372,15 @@ mod tests {
         let l = load(None).unwrap();
         assert_eq!(l.suite.name, "table1");
         assert_eq!(l.suite.shapes.len(), 4);
+        assert_eq!(l.references.len(), 16);
+    }
+
+    #[test]
+    fn builtin_sweep_suite_is_valid_and_uses_table1_references() {
+        let l = load_or(None, SWEEP).unwrap();
+        assert_eq!(l.suite.n_div, [2, 4, 8, 16]);
+        assert_eq!(l.suite.kernel, [3, 5, 7]);
+        assert_eq!(l.suite.groups, [4, 8, 16]);
         assert_eq!(l.references.len(), 16);
     }
 

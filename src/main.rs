@@ -25,6 +25,8 @@ fn main() {
     };
     let result = match &cli.command {
         Command::Run(args) => commands::run::execute(args, argv),
+        Command::Sweep(args) => commands::sweep::execute(args, argv),
+        Command::Report(args) => commands::report::execute(args),
         Command::Compare(args) => commands::compare::execute(args),
     };
     match result {

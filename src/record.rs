@@ -173,10 +173,22 @@ pub struct Failure {
     pub error: String,
 }
 
+/// Which command wrote a results file (it decides the table's order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Run,
+    Sweep,
+}
+
 /// A results file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     pub schema_version: u32,
+    /// `run` or `sweep`.
+    #[serde(default)]
+    pub mode: Mode,
     pub tool: ToolInfo,
     /// RFC 3339 UTC.
     pub created_at: String,

@@ -1,7 +1,10 @@
 //! One module per subcommand: each turns parsed arguments into work and an exit code.
 
 pub mod compare;
+pub mod measure;
+pub mod report;
 pub mod run;
+pub mod sweep;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

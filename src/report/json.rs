@@ -6,6 +6,14 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::record::{RunResult, SCHEMA_VERSION};
 
+pub struct JsonFormat;
+
+impl super::Export for JsonFormat {
+    fn export(&self, result: &RunResult) -> String {
+        to_string(result)
+    }
+}
+
 pub fn to_string(result: &RunResult) -> String {
     // Serialising plain data cannot fail: no maps with non-string keys, no foreign types.
     serde_json::to_string_pretty(result).expect("results serialise") + "\n"

@@ -1,8 +1,39 @@
 //! Where results are written: one module per output format. Reports never measure.
 
 pub mod comparison;
+pub mod csv;
 pub mod json;
+pub mod markdown;
+pub mod plot;
+pub mod rows;
 pub mod table;
+
+use crate::record::RunResult;
+
+/// One output format: a result in, text out. Adding a format touches nothing else.
+pub trait Export {
+    fn export(&self, result: &RunResult) -> String;
+}
+
+/// The formats `report --format` offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Markdown,
+    Csv,
+    Json,
+}
+
+impl Format {
+    pub fn exporter(self) -> &'static dyn Export {
+        match self {
+            Format::Table => &table::TableFormat,
+            Format::Markdown => &markdown::MarkdownFormat,
+            Format::Csv => &csv::CsvFormat,
+            Format::Json => &json::JsonFormat,
+        }
+    }
+}
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,211 @@
+//! What `run` and `sweep` share: suite -> points -> verified, timed records -> table, JSON,
+//! figures. Every input is checked before the first measurement.
+
+use std::path::{Path, PathBuf};
+
+use crate::bench::{self, Context};
+use crate::cli::MeasureArgs;
+use crate::config::{self, Suite};
+use crate::error::{exit, Error, Result};
+use crate::measure::Budget;
+use crate::metadata::{self, ToolInfo};
+use crate::plan::{self, Point};
+use crate::progress;
+use crate::record::{Mode, Record, RunResult, SCHEMA_VERSION};
+use crate::report::{self, json, plot, Export};
+
+/// A sweep larger than this needs `--yes`.
+pub const MAX_POINTS_WITHOUT_YES: usize = 2000;
+
+/// Seconds one point takes beyond its budgets (verification, building, set-up), for the
+/// estimate printed before a sweep.
+const OVERHEAD_S: f64 = 0.3;
+
+/// One invocation of `run` or `sweep`.
+pub struct Job<'a> {
+    pub args: &'a MeasureArgs,
+    pub mode: Mode,
+    /// The built-in suite used without --config.
+    pub builtin: (&'a str, &'a str),
+    pub resume: Option<&'a Path>,
+    pub yes: bool,
+    pub argv: Vec<String>,
+}
+
+/// Refuses to resume from a file measured with other settings.
+fn check_resumable(path: &Path, old: &RunResult, suite: &Suite) -> Result<()> {
+    let shown = path.display();
+    let mismatch = |what: &str, a: String, b: String| {
+        Err(Error::Invalid(format!(
+            "cannot resume '{shown}': its {what} is {a}, this sweep's is {b}; resume with the same settings"
+        )))
+    };
+    let (o, n) = (&old.config, suite);
+    if o.device != n.device {
+        return mismatch("device", o.device.to_string(), n.device.to_string());
+    }
+    if old.device.name != crate::device::info(n.device).name {
+        return mismatch(
+            "device model",
+            old.device.name.clone(),
+            crate::device::info(n.device).name,
+        );
+    }
+    if o.layers != n.layers {
+        return mismatch("layers", o.layers.to_string(), n.layers.to_string());
+    }
+    if o.seed != n.seed {
+        return mismatch("seed", o.seed.to_string(), n.seed.to_string());
+    }
+    if o.warmup_time_s != n.warmup_time_s || o.measure_time_s != n.measure_time_s {
+        return mismatch(
+            "budget (warm-up, measure seconds)",
+            format!("({}, {})", o.warmup_time_s, o.measure_time_s),
+            format!("({}, {})", n.warmup_time_s, n.measure_time_s),
+        );
+    }
+    Ok(())
+}
+
+fn human_duration(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+pub fn execute(job: Job) -> Result<i32> {
+    let args = job.args;
+    let loaded = config::load_or(args.suite.config.as_deref(), job.builtin)?;
+    let suite = loaded
+        .suite
+        .clone()
+        .with_overrides(args.suite.overrides())?;
+    let mut points = plan::expand(&suite);
+    for p in &points {
+        p.spec.validate()?;
+    }
+    let json_path: Option<PathBuf> = args
+        .json
+        .clone()
+        .or_else(|| job.resume.map(Path::to_path_buf));
+    if let Some(path) = &json_path {
+        report::check_writable(path, "--json")?;
+    }
+    if let Some(path) = &args.plot {
+        plot::check_path(path)?;
+    }
+    let previous = match job.resume {
+        Some(path) => {
+            let old = json::read(path)?;
+            check_resumable(path, &old, &suite)?;
+            Some(old)
+        }
+        None => None,
+    };
+    let total = points.len();
+    if let Some(old) = &previous {
+        let done: Vec<Point> = old.records.iter().map(Record::point).collect();
+        points.retain(|p| !done.contains(p));
+    }
+    let per_point = suite.warmup_time_s + suite.measure_time_s + OVERHEAD_S;
+    let estimate = human_duration(points.len() as f64 * args.repeat as f64 * per_point);
+    if job.mode == Mode::Sweep && points.len() > MAX_POINTS_WITHOUT_YES && !job.yes {
+        return Err(Error::Invalid(format!(
+            "sweep of {} points (about {estimate}) is over {MAX_POINTS_WITHOUT_YES}: pass --yes to run it, or narrow the lists",
+            points.len()
+        )));
+    }
+    let device = crate::device::open(suite.device)?;
+    for &implementation in &suite.implementations {
+        for &dtype in &suite.dtype {
+            crate::device::check_supported(&device, implementation, dtype)?;
+        }
+    }
+    if !args.quiet {
+        let skipped = total - points.len();
+        let resumed = if skipped > 0 {
+            format!(" ({skipped} of {total} already measured)")
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "{}: {} points{resumed}, about {estimate}",
+            suite.name,
+            points.len()
+        );
+    }
+
+    crate::device::steady_allocator();
+    let stop = super::interrupt_flag();
+    let bar = progress::bar(points.len() * args.repeat, args.quiet);
+    let ctx = Context {
+        device: &device,
+        device_label: suite.device.to_string(),
+        references: &loaded.references,
+        layers: suite.layers,
+        budget: Budget::new(suite.warmup_time_s, suite.measure_time_s),
+        seed: suite.seed,
+        inject_delay: args.inject_delay_us.map(std::time::Duration::from_micros),
+    };
+    let outcome = bench::run(
+        &ctx,
+        &points,
+        args.repeat,
+        &mut |i, p| {
+            bar.set_position(i as u64);
+            bar.set_message(progress::label(p));
+        },
+        &stop,
+    );
+    bar.finish_and_clear();
+    let outcome = outcome?;
+
+    let (mut records, mut failures) = previous
+        .map(|o| (o.records, o.failures))
+        .unwrap_or_default();
+    records.extend(outcome.records);
+    failures.extend(outcome.failures);
+    let result = RunResult {
+        schema_version: SCHEMA_VERSION,
+        mode: job.mode,
+        tool: ToolInfo::current(),
+        created_at: metadata::now_rfc3339(),
+        command: job.argv,
+        complete: outcome.complete,
+        device: crate::device::info(suite.device),
+        config: suite,
+        config_source: loaded.source,
+        records,
+        failures,
+    };
+    print!("{}", report::table::TableFormat.export(&result));
+    if let Some(path) = &json_path {
+        json::write(path, &result)?;
+        if !args.quiet {
+            eprintln!(
+                "wrote {} records to {}",
+                result.records.len(),
+                path.display()
+            );
+        }
+    }
+    if let Some(path) = &args.plot {
+        if !result.records.is_empty() {
+            plot::write(path, &result)?;
+            if !args.quiet {
+                eprintln!("wrote figures to {}", path.display());
+            }
+        }
+    }
+    Ok(if !result.complete {
+        exit::INTERRUPTED
+    } else if !result.failures.is_empty() {
+        exit::VERIFICATION
+    } else {
+        0
+    })
+}

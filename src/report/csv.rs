@@ -1,0 +1,106 @@
+//! CSV: one row per record, plain numbers in fixed units (no formatting, no samples), for
+//! spreadsheets and pandas.
+
+use super::rows::{ordered, speedup_vs_conv};
+use crate::record::RunResult;
+
+pub struct CsvFormat;
+
+const HEADER: &[&str] = &[
+    "op",
+    "variant",
+    "kernel",
+    "groups",
+    "n_div",
+    "forward",
+    "shape",
+    "c",
+    "h",
+    "w",
+    "batch",
+    "layers",
+    "implementation",
+    "dtype",
+    "device",
+    "threads",
+    "macs",
+    "flop",
+    "memory_bytes",
+    "copy_bytes",
+    "params",
+    "samples",
+    "median_ms",
+    "p25_ms",
+    "p75_ms",
+    "iqr_ms",
+    "rel_iqr",
+    "noisy",
+    "throughput_img_per_s",
+    "gmac_per_s",
+    "gflop_per_s",
+    "gb_per_s",
+    "speedup_vs_conv",
+    "paper_cpu_gmac_per_s",
+    "paper_gpu_gmac_per_s",
+];
+
+/// Quotes a field when CSV needs it (RFC 4180).
+fn field(s: String) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(String::new, |v| v.to_string())
+}
+
+impl super::Export for CsvFormat {
+    fn export(&self, result: &RunResult) -> String {
+        let mut out = HEADER.join(",") + "\n";
+        for r in ordered(result) {
+            let cells = [
+                r.op.to_string(),
+                r.variant.clone(),
+                r.kernel.to_string(),
+                opt(r.groups),
+                opt(r.n_div),
+                opt(r.forward),
+                r.shape.to_string(),
+                r.shape.c.to_string(),
+                r.shape.h.to_string(),
+                r.shape.w.to_string(),
+                r.batch.to_string(),
+                r.layers.to_string(),
+                r.implementation.to_string(),
+                r.dtype.to_string(),
+                r.device.clone(),
+                r.threads.to_string(),
+                r.cost.macs.to_string(),
+                r.cost.flop.to_string(),
+                r.cost.memory_bytes.to_string(),
+                r.cost.copy_bytes.to_string(),
+                r.cost.params.to_string(),
+                r.stats.samples.to_string(),
+                r.stats.median_ms.to_string(),
+                r.stats.p25_ms.to_string(),
+                r.stats.p75_ms.to_string(),
+                r.stats.iqr_ms.to_string(),
+                r.stats.rel_iqr.to_string(),
+                r.stats.noisy.to_string(),
+                r.rates.throughput_img_per_s.to_string(),
+                r.rates.gmac_per_s.to_string(),
+                r.rates.gflop_per_s.to_string(),
+                r.rates.gb_per_s.to_string(),
+                opt(speedup_vs_conv(&result.records, r)),
+                opt(r.paper.as_ref().map(|p| p.cpu_gmacs)),
+                opt(r.paper.as_ref().map(|p| p.gpu_gmacs)),
+            ];
+            out += &cells.into_iter().map(field).collect::<Vec<_>>().join(",");
+            out += "\n";
+        }
+        out
+    }
+}

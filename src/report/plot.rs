@@ -1,0 +1,415 @@
+//! SVG plots of a result (plotters' SVG backend: no system font or image libraries needed):
+//! 1. latency vs MACs, log-log, one colour per operator: cheap-FLOPs operators do not sit
+//!    where their FLOPs say;
+//! 2. achieved GMAC/s vs n_div (PConv) and groups (GConv), Conv and DWConv as horizontal
+//!    references, one panel per shape;
+//! 3. latency vs kernel size per operator, one panel per shape.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::ops::{FeatureMap, OpKind, PConvForward};
+use crate::record::{Record, RunResult};
+
+/// Refuses a plot path this build cannot write, before any work.
+pub fn check_path(path: &Path) -> Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("svg") => super::check_writable(path, "--plot"),
+        Some("png") => Err(Error::Invalid(format!(
+            "cannot write --plot '{}': PNG needs system font libraries this build avoids; write .svg and convert it (e.g. rsvg-convert -o plot.png plot.svg)",
+            path.display()
+        ))),
+        _ => Err(Error::Invalid(format!(
+            "cannot write --plot '{}': unknown extension, allowed is .svg",
+            path.display()
+        ))),
+    }
+}
+
+fn color(op: OpKind) -> RGBColor {
+    match op {
+        OpKind::Conv => RGBColor(214, 39, 40),
+        OpKind::GConv => RGBColor(255, 127, 14),
+        OpKind::DWConv => RGBColor(31, 119, 180),
+        OpKind::PConv => RGBColor(44, 160, 44),
+        OpKind::PWConv => RGBColor(148, 103, 189),
+    }
+}
+
+/// A short point label: the variant without the obvious.
+fn short(r: &Record) -> String {
+    match r.op {
+        OpKind::GConv => format!("g{} k{}", r.groups.unwrap_or(0), r.kernel),
+        OpKind::PConv => format!(
+            "n{} k{}{}",
+            r.n_div.unwrap_or(0),
+            r.kernel,
+            if r.forward == Some(PConvForward::Slicing) {
+                " s"
+            } else {
+                ""
+            }
+        ),
+        OpKind::PWConv => "1x1".into(),
+        _ => format!("k{}", r.kernel),
+    }
+}
+
+/// (lo, hi) of positive values, widened by `pad` on a log scale.
+fn log_range(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo > hi {
+        return (0.1, 10.0);
+    }
+    (lo / pad, hi * pad)
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Draw = std::result::Result<(), String>;
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+fn latency_vs_macs(area: &Area, recs: &[&Record], many_shapes: bool) -> Draw {
+    let (x0, x1) = log_range(recs.iter().map(|r| r.cost.macs as f64 / 1e6), 1.6);
+    let (y0, y1) = log_range(recs.iter().map(|r| r.stats.median_ms), 1.6);
+    let mut chart = ChartBuilder::on(area)
+        .caption("1. latency vs multiply-adds (log-log)", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("MMACs per run (the paper's FLOPs)")
+        .y_desc("median latency (ms)")
+        .draw()
+        .map_err(err)?;
+    for op in OpKind::ALL {
+        let pts: Vec<&&Record> = recs.iter().filter(|r| r.op == *op).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let c = color(*op);
+        chart
+            .draw_series(
+                pts.iter().map(|r| {
+                    Circle::new((r.cost.macs as f64 / 1e6, r.stats.median_ms), 4, c.filled())
+                }),
+            )
+            .map_err(err)?
+            .label(op.as_str())
+            .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
+        chart
+            .draw_series(pts.iter().map(|r| {
+                let label = if many_shapes {
+                    format!("{} c{}", short(r), r.shape.c)
+                } else {
+                    short(r)
+                };
+                Text::new(
+                    label,
+                    (r.cost.macs as f64 / 1e6, r.stats.median_ms),
+                    ("sans-serif", 10).into_font().color(&c),
+                )
+            }))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)
+}
+
+/// Records of one shape, one kernel size.
+fn at<'a>(recs: &[&'a Record], map: FeatureMap, kernel: usize) -> Vec<&'a Record> {
+    recs.iter()
+        .copied()
+        .filter(|r| r.shape == map && r.kernel == kernel)
+        .collect()
+}
+
+fn gmacs_vs_ratio(area: &Area, recs: &[&Record], map: FeatureMap, kernel: usize) -> Draw {
+    let here = at(recs, map, kernel);
+    let ymax = here
+        .iter()
+        .filter(|r| r.op != OpKind::PWConv)
+        .map(|r| r.rates.gmac_per_s)
+        .fold(1.0, f64::max);
+    // x is log2(n_div or groups), labelled with the value itself.
+    let xmax = here
+        .iter()
+        .filter_map(|r| r.n_div.or(r.groups))
+        .map(|v| (v as f64).log2())
+        .fold(2.0, f64::max)
+        + 0.5;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("2. GMAC/s vs n_div / groups, {map}, k={kernel}"),
+            ("sans-serif", 15),
+        )
+        .margin(8)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0f64..xmax, 0.0..ymax * 1.15)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("n_div (PConv), groups (GConv)")
+        .y_desc("GMAC/s")
+        .x_labels(xmax.ceil() as usize + 1)
+        .x_label_formatter(&|v| format!("{}", 2f64.powf(*v).round()))
+        .draw()
+        .map_err(err)?;
+    let mut line = |label: String, op: OpKind, mut pts: Vec<(f64, f64)>, dashed: bool| -> Draw {
+        if pts.is_empty() {
+            return Ok(());
+        }
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let c = color(op);
+        if dashed {
+            chart
+                .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, c.stroke_width(2)))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 6, y)], c.stroke_width(2))
+                });
+        } else {
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(err)?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+        }
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+        Ok(())
+    };
+    let log2 = |v: Option<usize>| (v.unwrap_or(1) as f64).log2();
+    for fwd in [PConvForward::SplitCat, PConvForward::Slicing] {
+        let pts = here
+            .iter()
+            .filter(|r| r.op == OpKind::PConv && r.forward == Some(fwd))
+            .map(|r| (log2(r.n_div), r.rates.gmac_per_s))
+            .collect();
+        line(
+            format!("pconv {fwd}"),
+            OpKind::PConv,
+            pts,
+            fwd == PConvForward::Slicing,
+        )?;
+    }
+    let pts = here
+        .iter()
+        .filter(|r| r.op == OpKind::GConv)
+        .map(|r| (log2(r.groups), r.rates.gmac_per_s))
+        .collect();
+    line("gconv".into(), OpKind::GConv, pts, false)?;
+    for op in [OpKind::Conv, OpKind::DWConv] {
+        if let Some(r) = here.iter().find(|r| r.op == op) {
+            let y = r.rates.gmac_per_s;
+            line(
+                format!("{op} (reference)"),
+                op,
+                vec![(0.0, y), (xmax, y)],
+                true,
+            )?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 11))
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
+        .map_err(err)
+}
+
+fn latency_vs_kernel(area: &Area, recs: &[&Record], map: FeatureMap) -> Draw {
+    let here: Vec<&Record> = recs
+        .iter()
+        .copied()
+        .filter(|r| r.shape == map && r.op != OpKind::PWConv)
+        .collect();
+    let kmax = here.iter().map(|r| r.kernel).max().unwrap_or(3) as f64;
+    let (y0, y1) = log_range(here.iter().map(|r| r.stats.median_ms), 1.5);
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("3. latency vs kernel size, {map}"),
+            ("sans-serif", 15),
+        )
+        .margin(8)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0f64..kmax + 1.0, (y0..y1).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("kernel size k")
+        .y_desc("median latency (ms)")
+        .draw()
+        .map_err(err)?;
+    // One series per operator: GConv at its first group count, PConv at n_div 4 (else its
+    // first) with split_cat (else slicing).
+    let first = |f: fn(&Record) -> Option<usize>, op: OpKind, prefer: usize| {
+        let vals: Vec<usize> = here
+            .iter()
+            .filter(|r| r.op == op)
+            .filter_map(|r| f(r))
+            .collect();
+        if vals.contains(&prefer) {
+            Some(prefer)
+        } else {
+            vals.first().copied()
+        }
+    };
+    let groups = first(|r| r.groups, OpKind::GConv, 16);
+    let n_div = first(|r| r.n_div, OpKind::PConv, 4);
+    let fwd = if here
+        .iter()
+        .any(|r| r.forward == Some(PConvForward::SplitCat))
+    {
+        PConvForward::SplitCat
+    } else {
+        PConvForward::Slicing
+    };
+    for op in [OpKind::Conv, OpKind::GConv, OpKind::DWConv, OpKind::PConv] {
+        let mut pts: Vec<(f64, f64)> = here
+            .iter()
+            .filter(|r| r.op == op)
+            .filter(|r| op != OpKind::GConv || r.groups == groups)
+            .filter(|r| op != OpKind::PConv || (r.n_div == n_div && r.forward == Some(fwd)))
+            .map(|r| (r.kernel as f64, r.stats.median_ms))
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let c = color(op);
+        let label = match op {
+            OpKind::GConv => format!("gconv g={}", groups.unwrap_or(0)),
+            OpKind::PConv => format!("pconv n_div={} {fwd}", n_div.unwrap_or(0)),
+            _ => op.to_string(),
+        };
+        chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 11))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)
+}
+
+/// The records a figure shows: one implementation, dtype, batch and thread count (the first
+/// such combination, native preferred), so every point is comparable.
+fn selection(result: &RunResult) -> Vec<&Record> {
+    let pick = result
+        .records
+        .iter()
+        .find(|r| r.implementation == crate::ops::Implementation::Native)
+        .or(result.records.first());
+    let Some(p) = pick else { return Vec::new() };
+    result
+        .records
+        .iter()
+        .filter(|r| {
+            r.implementation == p.implementation
+                && r.dtype == p.dtype
+                && r.batch == p.batch
+                && r.threads == p.threads
+                && r.device == p.device
+        })
+        .collect()
+}
+
+/// Renders the three figures as one SVG document.
+pub fn render_svg(result: &RunResult) -> Result<String> {
+    let recs = selection(result);
+    let Some(first) = recs.first() else {
+        return Err(Error::Invalid(
+            "nothing to plot: the result has no records".into(),
+        ));
+    };
+    let mut shapes: Vec<FeatureMap> = Vec::new();
+    for r in &recs {
+        if !shapes.contains(&r.shape) {
+            shapes.push(r.shape);
+        }
+    }
+    let kernel = recs
+        .iter()
+        .map(|r| r.kernel)
+        .filter(|&k| k > 1)
+        .min()
+        .unwrap_or(3);
+    let cols = shapes.len() as u32;
+    let (width, height) = (480 * cols.max(2), 1300);
+    let title = format!(
+        "pconv-bench {}: {} ({}), {} {}, batch {}, {} thread{}, {} layers",
+        result.config.name,
+        result.device.kind,
+        result.device.name,
+        first.implementation,
+        first.dtype,
+        first.batch,
+        first.threads,
+        if first.threads == 1 { "" } else { "s" },
+        first.layers
+    );
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        let draw = || -> Draw {
+            root.fill(&WHITE).map_err(err)?;
+            let root = root.titled(&title, ("sans-serif", 20)).map_err(err)?;
+            let (top, bottom) = root.split_vertically(480);
+            latency_vs_macs(&top, &recs, shapes.len() > 1)?;
+            let (mid, low) = bottom.split_vertically(400);
+            let mids = mid.split_evenly((1, shapes.len()));
+            let lows = low.split_evenly((1, shapes.len()));
+            for ((m, l), map) in mids.iter().zip(&lows).zip(&shapes) {
+                gmacs_vs_ratio(m, &recs, *map, kernel)?;
+                latency_vs_kernel(l, &recs, *map)?;
+            }
+            root.present().map_err(err)
+        };
+        draw().map_err(|e| Error::Invalid(format!("plotting failed: {e}")))?;
+    }
+    Ok(svg)
+}
+
+/// Writes the figures to `path` (atomically).
+pub fn write(path: &Path, result: &RunResult) -> Result<()> {
+    super::write_atomic(path, render_svg(result)?.as_bytes())
+}
