@@ -119,6 +119,7 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
         rates,
         paper: record::paper_row(ctx.references, spec, ctx.layers).cloned(),
         samples_ms: m.samples_ms,
+        roofline: None,
         repetitions,
     }
 }

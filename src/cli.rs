@@ -28,6 +28,10 @@ pub enum Command {
     /// landscape (default: configs/sweep.toml).
     #[command(after_help = SWEEP_EXAMPLES)]
     Sweep(Box<SweepArgs>),
+    /// Measure the device's ceilings (peak GEMM compute, copy and read bandwidth) for the
+    /// roofline, and save them as a profile.
+    #[command(after_help = CALIBRATE_EXAMPLES)]
+    Calibrate(CalibrateArgs),
     /// Re-render saved results (table, Markdown, CSV, JSON, SVG figures) without measuring.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
@@ -45,6 +49,13 @@ const SWEEP_EXAMPLES: &str = "Examples:
 
 Ctrl-C stops after the current point and writes what finished (\"complete\": false).
 A sweep of more than 2,000 points needs --yes.";
+
+const CALIBRATE_EXAMPLES: &str = "Examples:
+  pconv-bench calibrate                              # 1 thread, saved under ~/.cache/pconv-bench/
+  pconv-bench calibrate --threads 1,2 --json results/cpu-xeon-2c-profile.json
+  pconv-bench run --profile results/cpu-xeon-2c-profile.json --roofline roofline.svg
+
+A ceiling whose runs scatter (relative IQR above 10%) is reported as unstable.";
 
 const REPORT_EXAMPLES: &str = "Examples:
   pconv-bench report results/cpu-xeon-2c-1t-table1.json
@@ -226,10 +237,24 @@ pub struct MeasureArgs {
     /// as SVG to this file.
     #[arg(long, value_name = "PATH.svg")]
     pub plot: Option<PathBuf>,
+    /// Draw the roofline chart (both ceilings, one point per record) as SVG to this file
+    /// (needs --profile or --calibrate).
+    #[arg(long, value_name = "PATH.svg")]
+    pub roofline: Option<PathBuf>,
     /// Interleaved repetitions of the whole suite, samples pooled per record (tighter
     /// intervals for a regression gate).
     #[arg(long, default_value_t = 1, value_parser = positive)]
     pub repeat: usize,
+    /// Device ceilings from `pconv-bench calibrate`: every record gets its roofline position
+    /// (% of min(peak, intensity x bandwidth)).
+    #[arg(long, value_name = "PATH")]
+    pub profile: Option<PathBuf>,
+    /// Measure the device ceilings first (as `calibrate` does) and use them.
+    #[arg(long, conflicts_with = "profile")]
+    pub calibrate: bool,
+    /// Use a profile from another device or without this run's thread counts.
+    #[arg(long)]
+    pub allow_profile_mismatch: bool,
     /// No progress bar and no informational messages on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -268,6 +293,40 @@ pub struct ReportArgs {
     /// Also draw the figures as SVG to this file.
     #[arg(long, value_name = "PATH.svg")]
     pub plot: Option<PathBuf>,
+    /// Also draw the roofline chart as SVG to this file (the results must carry a profile).
+    #[arg(long, value_name = "PATH.svg")]
+    pub roofline: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Device: cpu (cuda needs a CUDA build).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Thread counts to calibrate, e.g. 1,2.
+    #[arg(long, value_delimiter = ',', value_parser = positive, default_value = "1")]
+    pub threads: Vec<usize>,
+    /// Element type (the ceilings are for f32).
+    #[arg(long, default_value = "f32")]
+    pub dtype: Dtype,
+    /// Where to save the profile (default: the user's cache folder, printed).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// GEMM size m = n = k of the compute ceiling.
+    #[arg(long, default_value_t = 1024, value_parser = positive)]
+    pub gemm_size: usize,
+    /// Size of each bandwidth buffer, MiB (keep it well above the last-level cache).
+    #[arg(long, default_value_t = 1024, value_parser = positive)]
+    pub buffer_mib: usize,
+    /// Warm-up time per kernel.
+    #[arg(long = "warmup-time", value_parser = seconds, default_value = "0.3", value_name = "SECONDS")]
+    pub warmup_time: f64,
+    /// Measurement time per kernel.
+    #[arg(long = "measure-time", value_parser = seconds, default_value = "2", value_name = "SECONDS")]
+    pub measure_time: f64,
+    /// No informational messages on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[cfg(test)]

@@ -18,4 +18,5 @@ pub mod plan;
 pub mod progress;
 pub mod record;
 pub mod report;
+pub mod roofline;
 pub mod verify;

@@ -27,6 +27,7 @@ fn main() {
         Command::Run(args) => commands::run::execute(args, argv),
         Command::Sweep(args) => commands::sweep::execute(args, argv),
         Command::Report(args) => commands::report::execute(args),
+        Command::Calibrate(args) => commands::calibrate::execute(args),
         Command::Compare(args) => commands::compare::execute(args),
     };
     match result {

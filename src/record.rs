@@ -131,6 +131,9 @@ pub struct Record {
     pub paper: Option<PaperReference>,
     /// Every timed run, ms, in order.
     pub samples_ms: Vec<f64>,
+    /// Position under the device's roofline, when a profile was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roofline: Option<crate::roofline::Roofline>,
     /// Samples each repetition (`run --repeat`) contributed, in order; they add up to
     /// samples_ms.len(). `compare` resamples whole repetitions first.
     #[serde(default)]
@@ -204,6 +207,9 @@ pub struct RunResult {
     pub records: Vec<Record>,
     #[serde(default)]
     pub failures: Vec<Failure>,
+    /// The device profile the roofline positions were computed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::roofline::Profile>,
 }
 
 /// Finds the paper's row for a spec: same op, kernel, groups / n_div and shape, 10 layers.

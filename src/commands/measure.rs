@@ -13,6 +13,7 @@ use crate::plan::{self, Point};
 use crate::progress;
 use crate::record::{Mode, Record, RunResult, SCHEMA_VERSION};
 use crate::report::{self, json, plot, Export};
+use crate::roofline;
 
 /// A sweep larger than this needs `--yes`.
 pub const MAX_POINTS_WITHOUT_YES: usize = 2000;
@@ -98,6 +99,29 @@ pub fn execute(job: Job) -> Result<i32> {
     if let Some(path) = &args.plot {
         plot::check_path(path)?;
     }
+    if let Some(path) = &args.roofline {
+        if args.profile.is_none() && !args.calibrate {
+            return Err(Error::Invalid(format!(
+                "--roofline '{}' needs device ceilings: add --profile PATH (from `pconv-bench calibrate`) or --calibrate",
+                path.display()
+            )));
+        }
+        plot::check_path(path)?;
+    }
+    let mut profile = match &args.profile {
+        Some(path) => {
+            let p = roofline::read(path)?;
+            roofline::check_matches(
+                &p,
+                path,
+                &crate::device::info(suite.device),
+                &suite.threads,
+                args.allow_profile_mismatch,
+            )?;
+            Some(p)
+        }
+        None => None,
+    };
     let previous = match job.resume {
         Some(path) => {
             let old = json::read(path)?;
@@ -140,6 +164,23 @@ pub fn execute(job: Job) -> Result<i32> {
     }
 
     crate::device::steady_allocator();
+    if args.calibrate {
+        let sizes = roofline::Sizes {
+            gemm: 1024,
+            buffer_bytes: 1 << 30,
+        };
+        let p = super::calibrate::measure(
+            suite.device,
+            &suite.threads,
+            sizes,
+            &Budget::new(0.2, 1.0),
+            args.quiet,
+        )?;
+        if !args.quiet {
+            eprint!("{}", super::calibrate::describe(&p));
+        }
+        profile = Some(p);
+    }
     let stop = super::interrupt_flag();
     let bar = progress::bar(points.len() * args.repeat, args.quiet);
     let ctx = Context {
@@ -169,6 +210,17 @@ pub fn execute(job: Job) -> Result<i32> {
         .unwrap_or_default();
     records.extend(outcome.records);
     failures.extend(outcome.failures);
+    if let Some(p) = &profile {
+        for r in &mut records {
+            r.roofline = p.for_threads(r.threads).map(|c| {
+                roofline::place(
+                    r.cost.arithmetic_intensity_flop_per_byte,
+                    r.rates.gflop_per_s,
+                    c,
+                )
+            });
+        }
+    }
     let result = RunResult {
         schema_version: SCHEMA_VERSION,
         mode: job.mode,
@@ -181,6 +233,7 @@ pub fn execute(job: Job) -> Result<i32> {
         config_source: loaded.source,
         records,
         failures,
+        profile,
     };
     print!("{}", report::table::TableFormat.export(&result));
     if let Some(path) = &json_path {
@@ -199,6 +252,12 @@ pub fn execute(job: Job) -> Result<i32> {
             if !args.quiet {
                 eprintln!("wrote figures to {}", path.display());
             }
+        }
+    }
+    if let Some(path) = &args.roofline {
+        plot::write_roofline(path, &result)?;
+        if !args.quiet {
+            eprintln!("wrote the roofline chart to {}", path.display());
         }
     }
     Ok(if !result.complete {

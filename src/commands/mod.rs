@@ -1,5 +1,6 @@
 //! One module per subcommand: each turns parsed arguments into work and an exit code.
 
+pub mod calibrate;
 pub mod compare;
 pub mod measure;
 pub mod report;

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::report::{json, plot};
 
 pub fn execute(args: &ReportArgs) -> Result<i32> {
-    if let Some(path) = &args.plot {
+    for path in args.plot.iter().chain(&args.roofline) {
         plot::check_path(path)?;
     }
     let mut files = args.files.iter();
@@ -20,6 +20,9 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
     print!("{}", args.format.exporter().export(&merged));
     if let Some(path) = &args.plot {
         plot::write(path, &merged)?;
+    }
+    if let Some(path) = &args.roofline {
+        plot::write_roofline(path, &merged)?;
     }
     Ok(0)
 }

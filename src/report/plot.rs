@@ -94,6 +94,7 @@ fn latency_vs_macs(area: &Area, recs: &[&Record], many_shapes: bool) -> Draw {
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("MMACs per run (the paper's FLOPs)")
         .y_desc("median latency (ms)")
         .draw()
@@ -266,6 +267,7 @@ fn latency_vs_kernel(area: &Area, recs: &[&Record], map: FeatureMap) -> Draw {
         .map_err(err)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("kernel size k")
         .y_desc("median latency (ms)")
         .draw()
@@ -412,4 +414,121 @@ pub fn render_svg(result: &RunResult) -> Result<String> {
 /// Writes the figures to `path` (atomically).
 pub fn write(path: &Path, result: &RunResult) -> Result<()> {
     super::write_atomic(path, render_svg(result)?.as_bytes())
+}
+
+/// The classic roofline chart (log-log): the compute ceiling, the bandwidth slope, and one
+/// labelled point per record at its arithmetic intensity.
+pub fn render_roofline_svg(result: &RunResult) -> Result<String> {
+    let Some(profile) = &result.profile else {
+        return Err(Error::Invalid(
+            "the results carry no device profile: measure with --profile PATH or --calibrate to draw a roofline".into(),
+        ));
+    };
+    let recs = selection(result);
+    let Some(first) = recs.first() else {
+        return Err(Error::Invalid(
+            "nothing to plot: the result has no records".into(),
+        ));
+    };
+    let Some(c) = profile.for_threads(first.threads) else {
+        return Err(Error::Invalid(format!(
+            "the profile has no ceilings for {} thread(s)",
+            first.threads
+        )));
+    };
+    let (peak, bw) = (c.compute.value, c.copy.value);
+    let ridge = peak / bw;
+    let (x0, x1) = log_range(
+        recs.iter()
+            .map(|r| r.cost.arithmetic_intensity_flop_per_byte)
+            .chain([ridge]),
+        2.0,
+    );
+    let (y0, _) = log_range(
+        recs.iter().map(|r| r.rates.gflop_per_s).chain([x0 * bw]),
+        2.0,
+    );
+    let y1 = peak * 2.0;
+    let title = format!(
+        "roofline: {} ({}), {} {}, {} thread{}: peak {:.0} GFLOP/s, copy bandwidth {:.1} GB/s",
+        result.device.name,
+        result.device.kind,
+        first.implementation,
+        first.dtype,
+        first.threads,
+        if first.threads == 1 { "" } else { "s" },
+        peak,
+        bw
+    );
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1100, 750)).into_drawing_area();
+        let draw = || -> Draw {
+            root.fill(&WHITE).map_err(err)?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(&title, ("sans-serif", 17))
+                .margin(15)
+                .x_label_area_size(45)
+                .y_label_area_size(70)
+                .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .light_line_style(TRANSPARENT)
+                .x_desc("arithmetic intensity (FLOP per byte, paper's memory model)")
+                .y_desc("achieved GFLOP/s")
+                .draw()
+                .map_err(err)?;
+            let roof: Vec<(f64, f64)> = vec![(x0, x0 * bw), (ridge, peak), (x1, peak)];
+            chart
+                .draw_series(LineSeries::new(roof, BLACK.stroke_width(2)))
+                .map_err(err)?
+                .label(format!("min({peak:.0} GFLOP/s, intensity x {bw:.1} GB/s)"))
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2))
+                });
+            for op in OpKind::ALL {
+                let pts: Vec<&&Record> = recs.iter().filter(|r| r.op == *op).collect();
+                if pts.is_empty() {
+                    continue;
+                }
+                let col = color(*op);
+                let xy = |r: &Record| {
+                    (
+                        r.cost.arithmetic_intensity_flop_per_byte,
+                        r.rates.gflop_per_s,
+                    )
+                };
+                chart
+                    .draw_series(pts.iter().map(|r| Circle::new(xy(r), 4, col.filled())))
+                    .map_err(err)?
+                    .label(op.as_str())
+                    .legend(move |(x, y)| Circle::new((x, y), 4, col.filled()));
+                chart
+                    .draw_series(pts.iter().map(|r| {
+                        Text::new(
+                            format!("{} c{}", short(r), r.shape.c),
+                            xy(r),
+                            ("sans-serif", 10).into_font().color(&col),
+                        )
+                    }))
+                    .map_err(err)?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::LowerRight)
+                .draw()
+                .map_err(err)?;
+            root.present().map_err(err)
+        };
+        draw().map_err(|e| Error::Invalid(format!("plotting failed: {e}")))?;
+    }
+    Ok(svg)
+}
+
+/// Writes the roofline chart to `path` (atomically).
+pub fn write_roofline(path: &Path, result: &RunResult) -> Result<()> {
+    super::write_atomic(path, render_roofline_svg(result)?.as_bytes())
 }

@@ -113,6 +113,7 @@ pub fn build(result: &RunResult) -> Rows {
     let show_vs_conv = records
         .iter()
         .any(|r| speedup_vs_conv(records, r).is_some());
+    let show_roofline = records.iter().any(|r| r.roofline.is_some());
 
     let mut header: Vec<(&str, bool)> = vec![
         ("op", false),
@@ -144,6 +145,9 @@ pub fn build(result: &RunResult) -> Rows {
             true,
         ),
     ]);
+    if show_roofline {
+        header.push(("% roofline", true));
+    }
     if show_vs_conv {
         header.push(("speed-up vs conv", true));
     }
@@ -191,6 +195,15 @@ pub fn build(result: &RunResult) -> Rows {
             rate(r.rates.gb_per_s),
             paper_gmacs(r).map_or_else(|| "-".into(), rate),
         ]);
+        if show_roofline {
+            row.push(r.roofline.as_ref().map_or_else(
+                || "-".into(),
+                |q| {
+                    let bound = if q.bound == "memory" { "mem" } else { "cmp" };
+                    format!("{:.0}% {bound}", q.achieved_pct)
+                },
+            ));
+        }
         if show_vs_conv {
             row.push(
                 speedup_vs_conv(records, r).map_or_else(|| "-".into(), |q| format!("{q:.2}x")),
@@ -227,6 +240,9 @@ pub fn build(result: &RunResult) -> Rows {
         "MMACs: multiply-adds per run (all layers, whole batch; the paper's \"FLOPs\"). GMAC/s: the paper's \"FLOPS\" (1 MAC = 2 FLOP).".to_string(),
         "MB moved / GB/s: the paper's memory-access model (activations in + out, weights), dtype-sized.".to_string(),
     ];
+    if show_roofline {
+        notes.push("% roofline: achieved GFLOP/s over min(peak, intensity x bandwidth) of the profile; mem / cmp: memory- or compute-bound at this intensity.".into());
+    }
     if show_vs_conv {
         notes.push("speed-up vs conv: Conv median / this median at the same shape, impl, dtype, batch and threads (same kernel size, else 3x3).".into());
     }

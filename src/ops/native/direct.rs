@@ -33,7 +33,7 @@ pub fn grouped_conv(
     // last row by up to k - 1.
     let plane_stride = hp * wp + k;
     let unit = cg * h * w;
-    let blocks = super::simd::block_for(cg);
+    let blocks = super::simd::block_for(cg, k);
     debug_assert_eq!(x.len(), n * c * h * w);
     debug_assert_eq!(out.len(), x.len());
 

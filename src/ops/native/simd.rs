@@ -186,13 +186,17 @@ versions! {
     (1, 4) => s1b4_512, s1b4_256;
     (3, 4) => s3b4_512, s3b4_256;
     (5, 4) => s5b4_512, s5b4_256;
-    (7, 4) => s7b4_512, s7b4_256;
 }
 
-/// How many output channels one stencil pass computes for a group of `cg` channels.
-pub fn block_for(cg: usize) -> usize {
+/// How many output channels one stencil pass computes for a group of `cg` channels and a
+/// k x k kernel. Four 7 x 7 weight sets (196 broadcast constants) defeat the vectoriser:
+/// the sweep showed GConv 7x7 with 12 or 24 channels per group 10x slower than its 5x5 trend
+/// with blocks of four, so 7 x 7 (and larger) kernels block at most two.
+pub fn block_for(cg: usize, k: usize) -> usize {
+    let max = if k >= 7 { 2 } else { 4 };
     [4, 2, 1]
         .into_iter()
+        .filter(|&b| b <= max)
         .find(|&b| cg.is_multiple_of(b))
         .unwrap_or(1)
 }
@@ -205,6 +209,9 @@ mod tests {
     fn every_version_agrees_with_the_dynamic_loop() {
         for k in [1usize, 3, 5, 7, 9] {
             for blocks in [1usize, 2, 3, 4] {
+                if k == 7 && blocks == 4 {
+                    continue; // never asked for (block_for)
+                }
                 let stride = 11;
                 let n = 4 * stride;
                 let src: Vec<f32> = (0..n + (k - 1) * stride + k)
@@ -228,8 +235,14 @@ mod tests {
             }
         }
         assert_eq!(
-            (block_for(1), block_for(6), block_for(12), block_for(7)),
+            (
+                block_for(1, 3),
+                block_for(6, 3),
+                block_for(12, 3),
+                block_for(7, 3)
+            ),
             (1, 2, 4, 1)
         );
+        assert_eq!((block_for(12, 7), block_for(12, 5)), (2, 4));
     }
 }
