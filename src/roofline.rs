@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::measure::{self, Budget, Summary};
 use crate::metadata::{DeviceInfo, ToolInfo};
+use crate::ops::native::gemm_conv::matmul;
 
 pub const PROFILE_KIND: &str = "pconv-bench-profile";
 pub const PROFILE_SCHEMA_VERSION: u32 = 1;
@@ -144,29 +145,7 @@ pub fn calibrate_cpu(threads: usize, sizes: Sizes, budget: &Budget) -> Ceilings 
     };
     let gemm_samples = timed(budget, || {
         // SAFETY: a, b and c are n x n row-major buffers that outlive the call.
-        unsafe {
-            gemm::gemm(
-                n,
-                n,
-                n,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a.as_ptr(),
-                1,
-                n as isize,
-                b.as_ptr(),
-                1,
-                n as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            )
-        }
+        unsafe { matmul(c.as_mut_ptr(), n, &a, &b, n, (n, n, n), par) }
     });
     std::hint::black_box(&c);
 

@@ -22,6 +22,22 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `command --quiet` with `defaults`, except those whose flag `extra` gives, then `extra`.
+pub fn args_with_defaults<'a>(
+    command: &'a str,
+    defaults: &[(&'a str, &'a str)],
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![command, "--quiet"];
+    for &(flag, value) in defaults {
+        if !extra.contains(&flag) {
+            v.extend([flag, value]);
+        }
+    }
+    v.extend_from_slice(extra);
+    v
+}
+
 /// A tiny, fast `run` for tests: the CI suite with minimal budgets. A flag in `extra`
 /// replaces the default one of the same name.
 pub fn quick_run_args<'a>(json: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -31,14 +47,19 @@ pub fn quick_run_args<'a>(json: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         ("--measure-time", "0"),
         ("--json", json),
     ];
-    let mut v = vec!["run", "--quiet"];
-    for (flag, value) in defaults {
-        if !extra.contains(&flag) {
-            v.extend([flag, value]);
-        }
-    }
-    v.extend_from_slice(extra);
-    v
+    args_with_defaults("run", &defaults, extra)
+}
+
+/// Bad input: exit code 2 and exactly one line on stderr that contains `expect`.
+pub fn assert_bad_input(out: &Output, what: &str, expect: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{what}: not one line: {err}"
+    );
+    assert!(err.contains(expect), "{what}: expected {expect:?} in {err}");
 }
 
 pub fn read_json(path: &Path) -> serde_json::Value {

@@ -119,13 +119,7 @@ fn profiles_that_do_not_fit_are_refused() {
     ];
     for (extra, expect) in cases {
         let out = run(&quick_run_args(j, &extra));
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{extra:?}: {err}");
-        assert!(
-            err.contains(expect),
-            "{extra:?}: expected {expect:?} in {err}"
-        );
+        assert_bad_input(&out, &format!("{extra:?}"), expect);
         assert_eq!(std::fs::read_to_string(&results).unwrap(), "earlier");
     }
     // With the flag, the mismatched profile is used.

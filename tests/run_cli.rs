@@ -78,17 +78,7 @@ fn bad_inputs_exit_2_with_one_line_and_leave_results_alone() {
     ];
     for (extra, expect) in cases {
         let out = run(&quick_run_args(j, &extra));
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{extra:?}: not one line: {err}"
-        );
-        assert!(
-            err.contains(&expect),
-            "{extra:?}: expected {expect:?} in {err}"
-        );
+        assert_bad_input(&out, &format!("{extra:?}"), &expect);
         assert_eq!(
             std::fs::read_to_string(&json).unwrap(),
             "earlier results",

@@ -17,14 +17,7 @@ fn sweep_args<'a>(json: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         ("--measure-time", "0"),
         ("--json", json),
     ];
-    let mut v = vec!["sweep", "--quiet"];
-    for (flag, value) in defaults {
-        if !extra.contains(&flag) {
-            v.extend([flag, value]);
-        }
-    }
-    v.extend_from_slice(extra);
-    v
+    args_with_defaults("sweep", &defaults, extra)
 }
 
 const GRID: [&str; 8] = [
@@ -232,13 +225,7 @@ fn bad_inputs_exit_2_with_one_line_and_nothing_written() {
     ];
     for (extra, expect) in cases {
         let out = run(&sweep_args(js, &extra));
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{extra:?}: {err}");
-        assert!(
-            err.contains(expect),
-            "{extra:?}: expected {expect:?} in {err}"
-        );
+        assert_bad_input(&out, &format!("{extra:?}"), expect);
         assert_eq!(std::fs::read_to_string(&j).unwrap(), "earlier", "{extra:?}");
     }
 }

@@ -72,7 +72,7 @@ fn im2col(x: &[f32], g: &Geometry, y0: usize, rows: usize, col: &mut [f32]) {
 /// # Safety
 /// `dst` must be valid for writes of m rows of n floats at row stride `dst_rs`, and no one
 /// else may access them during the call.
-unsafe fn matmul(
+pub(crate) unsafe fn matmul(
     dst: *mut f32,
     dst_rs: usize,
     lhs: &[f32],

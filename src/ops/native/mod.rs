@@ -8,7 +8,7 @@
 //!   `slicing` clones the input once and writes the conv result over its first c_p channels.
 
 mod direct;
-mod gemm_conv;
+pub(crate) mod gemm_conv;
 pub mod simd;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
