@@ -12,7 +12,8 @@ use crate::ops::{Dtype, FeatureMap, Implementation, OpKind, PConvForward};
     name = "pconv-bench",
     version,
     about = "Is Partial Convolution (PConv, FasterNet) really faster than DWConv and GConv? Measures latency, MACs, memory access and achieved FLOPS.",
-    after_help = "Examples:\n  pconv-bench run                                  # paper Table 1 on CPU, 1 thread\n  pconv-bench run --threads 2 --json results/my-cpu-table1.json\n  pconv-bench run --ops pconv,dwconv --shapes 64x80x80 --batch 8\n\nExit codes: 0 ok, 2 bad input, 3 verification failed, 4 runtime error, 130 interrupted."
+    after_help = "Examples:\n  pconv-bench run                                  # paper Table 1 on CPU, 1 thread\n  pconv-bench run --threads 2 --json results/my-cpu-table1.json\n  pconv-bench run --ops pconv,dwconv --shapes 64x80x80 --batch 8\n\nExit codes: 0 ok, 1 regression (compare), 2 bad input, 3 verification failed, 4 runtime error,
+130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -42,7 +43,7 @@ pub enum Command {
 }
 
 const SWEEP_EXAMPLES: &str = "Examples:
-  pconv-bench sweep                                  # configs/sweep.toml: 160 points, ~7 min
+  pconv-bench sweep                                  # configs/sweep.toml: 160 points, ~4 min
   pconv-bench sweep --n-div 2,4,8 --kernel 3,5,7 --shapes 96x56x56 --json s.json --plot s.svg
   pconv-bench sweep --ops pconv,dwconv --shapes 128x40x40,256x20x20 --batch 1,8
   pconv-bench sweep --resume s.json                  # after Ctrl-C: measure only what is missing
