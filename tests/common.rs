@@ -1,7 +1,7 @@
 //! Helpers for end-to-end tests that run the real binary.
 #![allow(dead_code)] // each test crate uses its own subset
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pconv-bench");
@@ -48,6 +48,30 @@ pub fn quick_run_args<'a>(json: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         ("--json", json),
     ];
     args_with_defaults("run", &defaults, extra)
+}
+
+/// A quick device profile (small GEMM and buffers) for the given thread counts, in `dir`.
+pub fn quick_profile(dir: &Path, threads: &str) -> PathBuf {
+    let p = dir.join("profile.json");
+    let out = run(&[
+        "calibrate",
+        "--threads",
+        threads,
+        "--gemm-size",
+        "64",
+        "--buffer-mib",
+        "4",
+        "--warmup-time",
+        "0",
+        "--measure-time",
+        "0",
+        "--quiet",
+        "--json",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("copy bandwidth"), "{}", stdout(&out));
+    p
 }
 
 /// Bad input: exit code 2 and exactly one line on stderr that contains `expect`.

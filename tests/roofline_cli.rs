@@ -2,39 +2,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use common::*;
 use serde_json::Value;
-
-/// A quick profile (small GEMM and buffers) for 1 thread.
-fn profile(dir: &Path, threads: &str) -> PathBuf {
-    let p = dir.join("profile.json");
-    let out = run(&[
-        "calibrate",
-        "--threads",
-        threads,
-        "--gemm-size",
-        "128",
-        "--buffer-mib",
-        "8",
-        "--warmup-time",
-        "0",
-        "--measure-time",
-        "0",
-        "--quiet",
-        "--json",
-        p.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("copy bandwidth"), "{}", stdout(&out));
-    p
-}
 
 #[test]
 fn calibrate_writes_a_profile_per_thread_count() {
     let dir = tempfile::tempdir().unwrap();
-    let p = profile(dir.path(), "1,2");
+    let p = quick_profile(dir.path(), "1,2");
     let v = read_json(&p);
     assert_eq!(v["kind"], "pconv-bench-profile");
     let ceilings = v["ceilings"].as_array().unwrap();
@@ -49,7 +23,7 @@ fn calibrate_writes_a_profile_per_thread_count() {
 #[test]
 fn run_with_a_profile_places_every_record_under_the_roofline() {
     let dir = tempfile::tempdir().unwrap();
-    let p = profile(dir.path(), "1");
+    let p = quick_profile(dir.path(), "1");
     let j = dir.path().join("r.json");
     let svg = dir.path().join("roof.svg");
     let out = run(&quick_run_args(
@@ -94,7 +68,7 @@ fn run_with_a_profile_places_every_record_under_the_roofline() {
 #[test]
 fn profiles_that_do_not_fit_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let p = profile(dir.path(), "1");
+    let p = quick_profile(dir.path(), "1");
     let mut v: Value = read_json(&p);
     v["device"]["name"] = Value::from("Some Other CPU");
     let other = dir.path().join("other.json");

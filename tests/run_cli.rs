@@ -212,20 +212,7 @@ fn table1_mmacs_column_equals_the_papers_flops() {
 fn readme_documents_every_json_field() {
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("ci.json");
-    let prof = dir.path().join("profile.json");
-    let out = run(&[
-        "calibrate",
-        "--gemm-size",
-        "64",
-        "--buffer-mib",
-        "4",
-        "--measure-time",
-        "0",
-        "--quiet",
-        "--json",
-        prof.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let prof = quick_profile(dir.path(), "1");
     let out = run(&quick_run_args(
         j.to_str().unwrap(),
         &[

@@ -82,6 +82,43 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+type LogLog<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+
+/// One coloured, labelled point per record, a legend entry per operator, and the legend box.
+fn scatter_by_op<'a, 'b: 'a>(
+    chart: &mut LogLog<'a, 'b>,
+    recs: &[&Record],
+    xy: impl Fn(&Record) -> (f64, f64),
+    label: impl Fn(&Record) -> String,
+    legend_at: SeriesLabelPosition,
+) -> Draw {
+    for op in OpKind::ALL {
+        let pts: Vec<&Record> = recs.iter().copied().filter(|r| r.op == *op).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let c = color(*op);
+        chart
+            .draw_series(pts.iter().map(|r| Circle::new(xy(r), 4, c.filled())))
+            .map_err(err)?
+            .label(op.as_str())
+            .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
+        chart
+            .draw_series(
+                pts.iter()
+                    .map(|r| Text::new(label(r), xy(r), ("sans-serif", 10).into_font().color(&c))),
+            )
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(legend_at)
+        .draw()
+        .map_err(err)
+}
+
 fn latency_vs_macs(area: &Area, recs: &[&Record], many_shapes: bool) -> Draw {
     let (x0, x1) = log_range(recs.iter().map(|r| r.cost.macs as f64 / 1e6), 1.6);
     let (y0, y1) = log_range(recs.iter().map(|r| r.stats.median_ms), 1.6);
@@ -99,43 +136,20 @@ fn latency_vs_macs(area: &Area, recs: &[&Record], many_shapes: bool) -> Draw {
         .y_desc("median latency (ms)")
         .draw()
         .map_err(err)?;
-    for op in OpKind::ALL {
-        let pts: Vec<&&Record> = recs.iter().filter(|r| r.op == *op).collect();
-        if pts.is_empty() {
-            continue;
+    let label = |r: &Record| {
+        if many_shapes {
+            format!("{} c{}", short(r), r.shape.c)
+        } else {
+            short(r)
         }
-        let c = color(*op);
-        chart
-            .draw_series(
-                pts.iter().map(|r| {
-                    Circle::new((r.cost.macs as f64 / 1e6, r.stats.median_ms), 4, c.filled())
-                }),
-            )
-            .map_err(err)?
-            .label(op.as_str())
-            .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
-        chart
-            .draw_series(pts.iter().map(|r| {
-                let label = if many_shapes {
-                    format!("{} c{}", short(r), r.shape.c)
-                } else {
-                    short(r)
-                };
-                Text::new(
-                    label,
-                    (r.cost.macs as f64 / 1e6, r.stats.median_ms),
-                    ("sans-serif", 10).into_font().color(&c),
-                )
-            }))
-            .map_err(err)?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(err)
+    };
+    scatter_by_op(
+        &mut chart,
+        recs,
+        |r| (r.cost.macs as f64 / 1e6, r.stats.median_ms),
+        label,
+        SeriesLabelPosition::UpperLeft,
+    )
 }
 
 /// Records of one shape, one kernel size.
@@ -487,40 +501,18 @@ pub fn render_roofline_svg(result: &RunResult) -> Result<String> {
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 16, y)], BLACK.stroke_width(2))
                 });
-            for op in OpKind::ALL {
-                let pts: Vec<&&Record> = recs.iter().filter(|r| r.op == *op).collect();
-                if pts.is_empty() {
-                    continue;
-                }
-                let col = color(*op);
-                let xy = |r: &Record| {
+            scatter_by_op(
+                &mut chart,
+                &recs,
+                |r| {
                     (
                         r.cost.arithmetic_intensity_flop_per_byte,
                         r.rates.gflop_per_s,
                     )
-                };
-                chart
-                    .draw_series(pts.iter().map(|r| Circle::new(xy(r), 4, col.filled())))
-                    .map_err(err)?
-                    .label(op.as_str())
-                    .legend(move |(x, y)| Circle::new((x, y), 4, col.filled()));
-                chart
-                    .draw_series(pts.iter().map(|r| {
-                        Text::new(
-                            format!("{} c{}", short(r), r.shape.c),
-                            xy(r),
-                            ("sans-serif", 10).into_font().color(&col),
-                        )
-                    }))
-                    .map_err(err)?;
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()
-                .map_err(err)?;
+                },
+                |r| format!("{} c{}", short(r), r.shape.c),
+                SeriesLabelPosition::LowerRight,
+            )?;
             root.present().map_err(err)
         };
         draw().map_err(|e| Error::Invalid(format!("plotting failed: {e}")))?;
