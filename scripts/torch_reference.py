@@ -51,10 +51,14 @@ class PConv(nn.Module):
         return torch.cat((x1, x2), 1)
 
 
-def layer(r):
+def layer(r, op=None):
     c = int(r["shape"].split("x")[0])
     k = r["kernel"]
-    op = r["op"]
+    op = op or r["op"]
+    if op in ("pconv_pw", "dw_pw", "gconv_pw"):
+        # Composites: the first operator, then a 1x1 convolution c -> c.
+        first = layer(r, op.removesuffix("_pw").replace("dw", "dwconv"))
+        return nn.Sequential(first, nn.Conv2d(c, c, 1, 1, 0, bias=False))
     if op == "pconv":
         return PConv(c, r["n_div"], k, r["forward"])
     groups = {"conv": 1, "pwconv": 1, "gconv": r.get("groups"), "dwconv": c}[op]
@@ -109,7 +113,7 @@ def rates(cost, latency_ms, batch):
 def torch_copies(r, cost):
     """PyTorch's PConv forwards copy like candle's: cat (split_cat) or clone + copy_ (slicing)."""
     cost = dict(cost)
-    if r["op"] != "pconv":
+    if r["op"] not in ("pconv", "pconv_pw"):
         cost.update(copy_elements=0, copy_bytes=0, copies="")
         return cost
     c, h, w = (int(v) for v in r["shape"].split("x"))

@@ -100,7 +100,8 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
         kernel: spec.kernel,
         groups: spec.groups,
         n_div: spec.n_div,
-        partial_channels: (spec.kind == OpKind::PConv).then(|| spec.conv_channels()),
+        partial_channels: matches!(spec.kind, OpKind::PConv | OpKind::PConvPw)
+            .then(|| spec.conv_channels()),
         forward: spec.forward,
         shape: spec.map,
         batch: point.batch,

@@ -227,7 +227,7 @@ impl Suite {
                     ),
                 ));
             }
-            if uses(OpKind::GConv) {
+            if uses(OpKind::GConv) || uses(OpKind::GConvPw) {
                 if let Some(g) = self.groups.iter().find(|&&g| map.c % g != 0) {
                     return Err(invalid(
                         "groups",
@@ -235,7 +235,7 @@ impl Suite {
                     ));
                 }
             }
-            if uses(OpKind::PConv) {
+            if uses(OpKind::PConv) || uses(OpKind::PConvPw) {
                 if let Some(n) = self.n_div.iter().find(|&&n| n > map.c) {
                     return Err(invalid(
                         "n_div",
@@ -382,6 +382,18 @@ mod tests {
         assert_eq!(l.suite.kernel, [3, 5, 7]);
         assert_eq!(l.suite.groups, [4, 8, 16]);
         assert_eq!(l.references.len(), 16);
+    }
+
+    #[test]
+    fn shipped_suites_are_valid() {
+        for file in [
+            "configs/ci.toml",
+            "configs/blocks.toml",
+            "configs/sweep.toml",
+        ] {
+            let l = load(Some(Path::new(file))).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!l.suite.ops.is_empty(), "{file}");
+        }
     }
 
     #[test]

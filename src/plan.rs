@@ -25,8 +25,10 @@ fn variants(suite: &Suite, kind: OpKind, map: crate::ops::FeatureMap) -> Vec<OpS
     };
     match kind {
         OpKind::PWConv => vec![base(1)],
-        OpKind::Conv | OpKind::DWConv => suite.kernel.iter().map(|&k| base(k)).collect(),
-        OpKind::GConv => suite
+        OpKind::Conv | OpKind::DWConv | OpKind::DwPw => {
+            suite.kernel.iter().map(|&k| base(k)).collect()
+        }
+        OpKind::GConv | OpKind::GConvPw => suite
             .kernel
             .iter()
             .flat_map(|&k| {
@@ -36,7 +38,7 @@ fn variants(suite: &Suite, kind: OpKind, map: crate::ops::FeatureMap) -> Vec<OpS
                 })
             })
             .collect(),
-        OpKind::PConv => suite
+        OpKind::PConv | OpKind::PConvPw => suite
             .kernel
             .iter()
             .flat_map(|&k| {

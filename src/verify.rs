@@ -177,7 +177,10 @@ pub fn verify(
     device.synchronize().context(|| "synchronizing".into())?;
     let y_host = to_f32_vec(&y)?;
 
-    let reference = reference_forward(&small, &rounded(&weights[0], dtype), &widen(&x_before), n);
+    let mut reference = widen(&x_before);
+    for (part, w) in small.parts().iter().zip(&weights) {
+        reference = reference_forward(part, &rounded(w, dtype), &reference, n);
+    }
     let (max_abs_err, max_rel_err) = compare(&widen(&y_host), &reference);
     let tol = tolerance(dtype);
     if !within(max_rel_err, tol) {
@@ -260,9 +263,10 @@ mod tests {
         OpSpec {
             kind,
             kernel: k,
-            groups: (kind == OpKind::GConv).then_some(4),
-            n_div: (kind == OpKind::PConv).then_some(3),
-            forward: (kind == OpKind::PConv).then_some(PConvForward::Slicing),
+            groups: matches!(kind, OpKind::GConv | OpKind::GConvPw).then_some(4),
+            n_div: matches!(kind, OpKind::PConv | OpKind::PConvPw).then_some(3),
+            forward: matches!(kind, OpKind::PConv | OpKind::PConvPw)
+                .then_some(PConvForward::Slicing),
             map: map.parse().unwrap(),
         }
     }
@@ -337,6 +341,33 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{kind} {map} k={k}: {e}"));
             assert!(v.max_rel_err < 1e-5, "{kind} {map}: {}", v.max_rel_err);
         }
+    }
+
+    #[test]
+    fn composites_match_the_reference_composition() {
+        let cases = [
+            (OpKind::PConvPw, "10x7x9", 3), // n_div = 3 does not divide 10
+            (OpKind::PConvPw, "40x8x8", 5),
+            (OpKind::DwPw, "12x9x7", 3),
+            (OpKind::GConvPw, "12x8x8", 3),  // g = 4
+            (OpKind::GConvPw, "160x9x9", 3), // 40 per group: GEMM path
+        ];
+        for imp in [Implementation::Native, Implementation::Candle] {
+            for (kind, map, k) in cases {
+                let s = spec(kind, map, k);
+                let v = verify(&s, imp, &Device::Cpu, Dtype::F32, 5)
+                    .unwrap_or_else(|e| panic!("{kind} {map} k={k} {imp}: {e}"));
+                assert!(
+                    v.max_rel_err < 1e-5,
+                    "{kind} {map} {imp}: {}",
+                    v.max_rel_err
+                );
+            }
+        }
+        // The reference really is the chain: PConv + PWConv differs from PConv alone.
+        let s = spec(OpKind::PConvPw, "8x6x6", 3);
+        assert_eq!(s.parts().len(), 2);
+        assert_eq!(s.variant(), "3x3 n_div=3 slicing + 1x1");
     }
 
     #[test]

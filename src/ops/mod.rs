@@ -38,7 +38,7 @@ pub struct OpSpec {
 }
 
 /// Analytic cost of one layer on one image, in the paper's conventions (REFERENCE.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LayerCost {
     /// Multiply-adds: the paper's (and fvcore's) "FLOPs".
     pub macs: u64,
@@ -65,8 +65,37 @@ pub struct Copies {
 }
 
 impl OpSpec {
+    /// The single operators a composite chains, in order; a single operator is its own part.
+    pub fn parts(&self) -> Vec<OpSpec> {
+        let single = |kind| OpSpec {
+            kind,
+            ..self.clone()
+        };
+        let pw = OpSpec {
+            kind: OpKind::PWConv,
+            kernel: 1,
+            groups: None,
+            n_div: None,
+            forward: None,
+            map: self.map,
+        };
+        match self.kind {
+            OpKind::PConvPw => vec![single(OpKind::PConv), pw],
+            OpKind::DwPw => vec![single(OpKind::DWConv), pw],
+            OpKind::GConvPw => vec![single(OpKind::GConv), pw],
+            _ => vec![self.clone()],
+        }
+    }
+
+    pub fn is_composite(&self) -> bool {
+        matches!(self.kind, OpKind::PConvPw | OpKind::DwPw | OpKind::GConvPw)
+    }
+
     /// Checks that this operator can be built at this feature-map size.
     pub fn validate(&self) -> Result<()> {
+        if self.is_composite() {
+            return self.parts().iter().try_for_each(OpSpec::validate);
+        }
         let FeatureMap { c, h, w } = self.map;
         let k = self.kernel;
         if k == 0 || k.is_multiple_of(2) {
@@ -102,30 +131,38 @@ impl OpSpec {
                     );
                 }
             }
-            OpKind::Conv | OpKind::DWConv | OpKind::PWConv => {}
+            _ => {}
         }
         Ok(())
     }
 
-    /// Groups of the convolution this operator runs (for PConv: of its partial conv).
+    /// Groups of the convolution this operator runs (for PConv: of its partial conv; for a
+    /// composite: of its first part).
     pub fn conv_groups(&self) -> usize {
         match self.kind {
-            OpKind::Conv | OpKind::PWConv | OpKind::PConv => 1,
-            OpKind::GConv => self.groups.unwrap_or(1),
-            OpKind::DWConv => self.map.c,
+            OpKind::GConv | OpKind::GConvPw => self.groups.unwrap_or(1),
+            OpKind::DWConv | OpKind::DwPw => self.map.c,
+            _ => 1,
         }
     }
 
-    /// Channels the convolution sees: c, or c_p = c / n_div for PConv.
+    /// Channels the convolution sees: c, or c_p = c / n_div for PConv (and PConv + PWConv's
+    /// first part).
     pub fn conv_channels(&self) -> usize {
         match self.kind {
-            OpKind::PConv => pconv::partial_channels(self.map.c, self.n_div.unwrap_or(1)),
+            OpKind::PConv | OpKind::PConvPw => {
+                pconv::partial_channels(self.map.c, self.n_div.unwrap_or(1))
+            }
             _ => self.map.c,
         }
     }
 
     /// Short human label of the variant, e.g. `3x3 g=16` or `3x3 n_div=4 slicing`.
     pub fn variant(&self) -> String {
+        if self.is_composite() {
+            let labels: Vec<String> = self.parts().iter().map(OpSpec::variant).collect();
+            return labels.join(" + ");
+        }
         let k = self.kernel;
         match self.kind {
             OpKind::GConv => format!("{k}x{k} g={}", self.conv_groups()),
@@ -138,8 +175,19 @@ impl OpSpec {
         }
     }
 
-    /// The cost model of one layer on one image.
+    /// The cost model of one layer on one image (a composite: the sum of its parts).
     pub fn cost(&self) -> LayerCost {
+        if self.is_composite() {
+            return self
+                .parts()
+                .iter()
+                .map(OpSpec::cost)
+                .fold(LayerCost::default(), |a, b| LayerCost {
+                    macs: a.macs + b.macs,
+                    activation_elements: a.activation_elements + b.activation_elements,
+                    weight_elements: a.weight_elements + b.weight_elements,
+                });
+        }
         let FeatureMap { h, w, .. } = self.map;
         conv::grouped_conv_cost(self.conv_channels(), h, w, self.kernel, self.conv_groups())
     }
@@ -181,11 +229,17 @@ pub fn seeded_rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
 
-/// Random weights for `layers` stacked layers.
+/// Random weights for `layers` stacked layers, each with one set per part (layer-major).
 pub fn random_weights(spec: &OpSpec, layers: usize, seed: u64) -> Vec<LayerWeights> {
     let mut rng = seeded_rng(seed);
+    let parts = spec.parts();
     (0..layers)
-        .map(|_| LayerWeights::random(spec, &mut rng))
+        .flat_map(|_| {
+            parts
+                .iter()
+                .map(|p| LayerWeights::random(p, &mut rng))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -239,27 +293,40 @@ pub fn build(
     if let Some(why) = implementation.not_runnable_here() {
         return Err(crate::error::Error::Unsupported(why));
     }
+    let parts = spec.parts();
     let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(weights.len());
-    for w in weights {
-        let layer: Box<dyn Module + Send + Sync> = match (implementation, spec.kind) {
-            (Implementation::Native, _) => Box::new(native::NativeLayer::new(spec, w)),
+    // A composite's layer is its parts in a row: the stack runs them in order.
+    for (w, part) in weights.iter().zip(parts.iter().cycle()) {
+        let layer: Box<dyn Module + Send + Sync> = match (implementation, part.kind) {
+            (Implementation::Native, _) => Box::new(native::NativeLayer::new(part, w)),
             (Implementation::Candle | Implementation::Torch, kind) => {
                 let weight = tensor_from(w.data.clone(), &w.shape, device, dtype)?;
                 match kind {
-                    OpKind::PConv => Box::new(pconv::CandlePConv::new(spec, weight)),
-                    _ => Box::new(conv::CandleConv::new(spec, weight)),
+                    OpKind::PConv => Box::new(pconv::CandlePConv::new(part, weight)),
+                    _ => Box::new(conv::CandleConv::new(part, weight)),
                 }
             }
         };
         layers.push(layer);
     }
-    let copies = match (implementation, spec.kind) {
-        (Implementation::Native, _) => native::copies(spec),
+    let part_copies = |part: &OpSpec| match (implementation, part.kind) {
+        (Implementation::Native, _) => native::copies(part),
         (Implementation::Candle | Implementation::Torch, OpKind::PConv) => {
-            pconv::candle_copies(spec)
+            pconv::candle_copies(part)
         }
         (Implementation::Candle | Implementation::Torch, _) => Copies::default(),
     };
+    let copies = parts
+        .iter()
+        .map(part_copies)
+        .fold(Copies::default(), |a, b| Copies {
+            elements_per_image: a.elements_per_image + b.elements_per_image,
+            description: [a.description, b.description]
+                .into_iter()
+                .filter(|d| !d.is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
     Ok(Stack { layers, copies })
 }
 
@@ -328,6 +395,23 @@ mod tests {
         assert_eq!(conv.macs, 16 * pc.macs);
         let ratio = pc.memory_elements() as f64 / conv.memory_elements() as f64;
         assert!(ratio > 0.06 && ratio < 0.25, "ratio {ratio}");
+    }
+
+    #[test]
+    fn composites_cost_the_sum_of_their_parts() {
+        let pconv = spec(OpKind::PConv, 96, 56, 56).cost();
+        let pw = spec(OpKind::PWConv, 96, 56, 56).cost();
+        let mut both = spec(OpKind::PConv, 96, 56, 56);
+        both.kind = OpKind::PConvPw;
+        let c = both.cost();
+        assert_eq!(c.macs, pconv.macs + pw.macs);
+        // Eq. 7: h·w·(k²·c_p² + c²)
+        assert_eq!(c.macs, 56 * 56 * (9 * 24 * 24 + 96 * 96));
+        assert_eq!(
+            c.memory_elements(),
+            pconv.memory_elements() + pw.memory_elements()
+        );
+        assert_eq!(both.parts()[1].kind, OpKind::PWConv);
     }
 
     #[test]

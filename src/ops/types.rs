@@ -72,6 +72,12 @@ word_enum!(
         PConv = "pconv",
         /// Pointwise (1 x 1) convolution.
         PWConv = "pwconv",
+        /// PConv then PWConv (c -> c): the paper's T-shaped receptive field (Eq. 7).
+        PConvPw = "pconv_pw",
+        /// DWConv then PWConv: depthwise separable (MobileNet).
+        DwPw = "dw_pw",
+        /// GConv then PWConv.
+        GConvPw = "gconv_pw",
     }
 );
 

@@ -40,14 +40,17 @@ fn color(op: OpKind) -> RGBColor {
         OpKind::DWConv => RGBColor(31, 119, 180),
         OpKind::PConv => RGBColor(44, 160, 44),
         OpKind::PWConv => RGBColor(148, 103, 189),
+        OpKind::PConvPw => RGBColor(23, 190, 207),
+        OpKind::DwPw => RGBColor(140, 86, 75),
+        OpKind::GConvPw => RGBColor(227, 119, 194),
     }
 }
 
 /// A short point label: the variant without the obvious.
 fn short(r: &Record) -> String {
     match r.op {
-        OpKind::GConv => format!("g{} k{}", r.groups.unwrap_or(0), r.kernel),
-        OpKind::PConv => format!(
+        OpKind::GConv | OpKind::GConvPw => format!("g{} k{}", r.groups.unwrap_or(0), r.kernel),
+        OpKind::PConv | OpKind::PConvPw => format!(
             "n{} k{}{}",
             r.n_div.unwrap_or(0),
             r.kernel,
