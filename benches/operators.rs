@@ -22,6 +22,8 @@ fn spec(kind: OpKind, forward: Option<PConvForward>, map: &str) -> OpSpec {
         groups: (kind == OpKind::GConv).then_some(16),
         n_div: (kind == OpKind::PConv).then_some(4),
         forward,
+        expansion: None,
+        act: None,
         map: map.parse().expect("bench shapes parse"),
     }
 }

@@ -100,9 +100,14 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
         kernel: spec.kernel,
         groups: spec.groups,
         n_div: spec.n_div,
-        partial_channels: matches!(spec.kind, OpKind::PConv | OpKind::PConvPw)
-            .then(|| spec.conv_channels()),
+        partial_channels: matches!(
+            spec.kind,
+            OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock
+        )
+        .then(|| spec.conv_channels()),
         forward: spec.forward,
+        expansion: spec.expansion,
+        act: spec.act,
         shape: spec.map,
         batch: point.batch,
         layers: ctx.layers,

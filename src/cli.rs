@@ -160,7 +160,8 @@ pub struct SuiteArgs {
     /// Device: cpu, cuda or cuda:N.
     #[arg(long)]
     pub device: Option<DeviceSpec>,
-    /// Operators: conv, gconv, dwconv, pconv, pwconv.
+    /// Operators: conv, gconv, dwconv, pconv, pwconv; composites pconv_pw, dw_pw, gconv_pw,
+    /// fasternet_block.
     #[arg(long, value_delimiter = ',')]
     pub ops: Option<Vec<OpKind>>,
     /// Feature maps CxHxW, e.g. 96x56x56,192x28x28.
@@ -178,6 +179,12 @@ pub struct SuiteArgs {
     /// PConv forwards: slicing, split_cat.
     #[arg(long = "pconv-forward", value_delimiter = ',')]
     pub pconv_forward: Option<Vec<PConvForward>>,
+    /// FasterNet block: expansion ratios of its MLP (hidden width e·c; FasterNet uses 2).
+    #[arg(long, value_delimiter = ',', value_parser = positive)]
+    pub expansion: Option<Vec<usize>>,
+    /// FasterNet block: activations (relu, gelu).
+    #[arg(long, value_delimiter = ',')]
+    pub act: Option<Vec<crate::ops::Act>>,
     /// Batch sizes.
     #[arg(long, value_delimiter = ',', value_parser = positive)]
     pub batch: Option<Vec<usize>>,
@@ -214,6 +221,8 @@ impl SuiteArgs {
             groups: self.groups.clone(),
             n_div: self.n_div.clone(),
             pconv_forward: self.pconv_forward.clone(),
+            expansion: self.expansion.clone(),
+            act: self.act.clone(),
             batch: self.batch.clone(),
             threads: self.threads.clone(),
             layers: self.layers,

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::ops::{Dtype, FeatureMap, Implementation, OpKind, PConvForward};
+use crate::ops::{Act, Dtype, FeatureMap, Implementation, OpKind, PConvForward};
 
 /// The built-in default suite of `run`: `configs/table1.toml`, compiled in so it works
 /// from any folder.
@@ -82,6 +82,12 @@ pub struct Suite {
     /// PConv partial-ratio divisors (r = 1 / n_div).
     pub n_div: Vec<usize>,
     pub pconv_forward: Vec<PConvForward>,
+    /// FasterNet block: expansion ratios of its MLP (hidden width e·c).
+    #[serde(default = "default_expansion")]
+    pub expansion: Vec<usize>,
+    /// FasterNet block: activations.
+    #[serde(default = "default_act")]
+    pub act: Vec<Act>,
     pub batch: Vec<usize>,
     pub threads: Vec<usize>,
     /// Stacked layers per operator (the paper uses 10).
@@ -93,6 +99,14 @@ pub struct Suite {
     pub measure_time_s: f64,
     /// Seed of weights and inputs.
     pub seed: u64,
+}
+
+fn default_expansion() -> Vec<usize> {
+    vec![crate::ops::block::DEFAULT_EXPANSION]
+}
+
+fn default_act() -> Vec<Act> {
+    vec![Act::Relu]
 }
 
 /// One row of the paper's Table 1, printed beside the matching measured record.
@@ -185,6 +199,9 @@ impl Suite {
         check_list("groups", &self.groups)?;
         check_list("n_div", &self.n_div)?;
         check_list("pconv_forward", &self.pconv_forward)?;
+        check_list("expansion", &self.expansion)?;
+        check_list("act", &self.act)?;
+        check_positive("expansion", &self.expansion)?;
         check_list("batch", &self.batch)?;
         check_list("threads", &self.threads)?;
         check_list("dtype", &self.dtype)?;
@@ -235,7 +252,7 @@ impl Suite {
                     ));
                 }
             }
-            if uses(OpKind::PConv) || uses(OpKind::PConvPw) {
+            if uses(OpKind::PConv) || uses(OpKind::PConvPw) || uses(OpKind::FasterNetBlock) {
                 if let Some(n) = self.n_div.iter().find(|&&n| n > map.c) {
                     return Err(invalid(
                         "n_div",
@@ -325,6 +342,8 @@ pub struct Overrides {
     pub groups: Option<Vec<usize>>,
     pub n_div: Option<Vec<usize>>,
     pub pconv_forward: Option<Vec<PConvForward>>,
+    pub expansion: Option<Vec<usize>>,
+    pub act: Option<Vec<Act>>,
     pub batch: Option<Vec<usize>>,
     pub threads: Option<Vec<usize>>,
     pub layers: Option<usize>,
@@ -349,6 +368,8 @@ impl Suite {
             groups,
             n_div,
             pconv_forward,
+            expansion,
+            act,
             batch,
             threads,
             layers,

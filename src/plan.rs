@@ -21,6 +21,8 @@ fn variants(suite: &Suite, kind: OpKind, map: crate::ops::FeatureMap) -> Vec<OpS
         groups: None,
         n_div: None,
         forward: None,
+        expansion: None,
+        act: None,
         map,
     };
     match kind {
@@ -47,6 +49,20 @@ fn variants(suite: &Suite, kind: OpKind, map: crate::ops::FeatureMap) -> Vec<OpS
                         n_div: Some(n),
                         forward: Some(f),
                         ..base(k)
+                    })
+                })
+            })
+            .collect(),
+        OpKind::FasterNetBlock => variants(suite, OpKind::PConv, map)
+            .into_iter()
+            .flat_map(|p| {
+                suite.expansion.iter().flat_map(move |&e| {
+                    let p = p.clone();
+                    suite.act.iter().map(move |&a| OpSpec {
+                        kind,
+                        expansion: Some(e),
+                        act: Some(a),
+                        ..p.clone()
                     })
                 })
             })

@@ -113,6 +113,12 @@ pub struct Record {
     pub partial_channels: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<PConvForward>,
+    /// FasterNet block only: expansion ratio of its MLP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expansion: Option<usize>,
+    /// FasterNet block only: activation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<crate::ops::Act>,
     pub shape: FeatureMap,
     pub batch: usize,
     pub layers: usize,
@@ -149,6 +155,8 @@ impl Record {
             groups: self.groups,
             n_div: self.n_div,
             forward: self.forward,
+            expansion: self.expansion,
+            act: self.act,
             map: self.shape,
         }
     }

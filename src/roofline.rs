@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::measure::{self, Budget, Summary};
 use crate::metadata::{DeviceInfo, ToolInfo};
-use crate::ops::native::gemm_conv::matmul;
+use crate::ops::native::gemm_conv::{matmul, Gemm};
 
 pub const PROFILE_KIND: &str = "pconv-bench-profile";
 pub const PROFILE_SCHEMA_VERSION: u32 = 1;
@@ -145,7 +145,22 @@ pub fn calibrate_cpu(threads: usize, sizes: Sizes, budget: &Budget) -> Ceilings 
     };
     let gemm_samples = timed(budget, || {
         // SAFETY: a, b and c are n x n row-major buffers that outlive the call.
-        unsafe { matmul(c.as_mut_ptr(), n, &a, &b, n, (n, n, n), par) }
+        unsafe {
+            matmul(
+                c.as_mut_ptr(),
+                n,
+                &a,
+                &b,
+                n,
+                Gemm {
+                    m: n,
+                    n,
+                    k: n,
+                    par,
+                    accumulate: false,
+                },
+            )
+        }
     });
     std::hint::black_box(&c);
 

@@ -178,8 +178,13 @@ pub fn verify(
     let y_host = to_f32_vec(&y)?;
 
     let mut reference = widen(&x_before);
-    for (part, w) in small.parts().iter().zip(&weights) {
-        reference = reference_forward(part, &rounded(w, dtype), &reference, n);
+    if small.kind == OpKind::FasterNetBlock {
+        let w: Vec<Vec<f64>> = weights.iter().map(|w| rounded(w, dtype)).collect();
+        reference = crate::ops::block::reference(&small, &w, &reference, n);
+    } else {
+        for (part, w) in small.parts().iter().zip(&weights) {
+            reference = reference_forward(part, &rounded(w, dtype), &reference, n);
+        }
     }
     let (max_abs_err, max_rel_err) = compare(&widen(&y_host), &reference);
     let tol = tolerance(dtype);
@@ -264,9 +269,18 @@ mod tests {
             kind,
             kernel: k,
             groups: matches!(kind, OpKind::GConv | OpKind::GConvPw).then_some(4),
-            n_div: matches!(kind, OpKind::PConv | OpKind::PConvPw).then_some(3),
-            forward: matches!(kind, OpKind::PConv | OpKind::PConvPw)
-                .then_some(PConvForward::Slicing),
+            n_div: matches!(
+                kind,
+                OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock
+            )
+            .then_some(3),
+            forward: matches!(
+                kind,
+                OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock
+            )
+            .then_some(PConvForward::Slicing),
+            expansion: (kind == OpKind::FasterNetBlock).then_some(2),
+            act: (kind == OpKind::FasterNetBlock).then_some(crate::ops::Act::Gelu),
             map: map.parse().unwrap(),
         }
     }
@@ -351,6 +365,8 @@ mod tests {
             (OpKind::DwPw, "12x9x7", 3),
             (OpKind::GConvPw, "12x8x8", 3),  // g = 4
             (OpKind::GConvPw, "160x9x9", 3), // 40 per group: GEMM path
+            (OpKind::FasterNetBlock, "10x7x9", 3),
+            (OpKind::FasterNetBlock, "40x8x8", 5), // c_p = 13
         ];
         for imp in [Implementation::Native, Implementation::Candle] {
             for (kind, map, k) in cases {

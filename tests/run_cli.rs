@@ -46,6 +46,14 @@ fn bad_inputs_exit_2_with_one_line_and_leave_results_alone() {
         (vec!["--shapes", "0x56x56"], "'0x56x56'".into()),
         (vec!["--shapes", "axbxc"], "'axbxc'".into()),
         (vec!["--batch", "0"], "'0'".into()),
+        (
+            vec!["--ops", "fasternet_block", "--expansion", "0"],
+            "'0'".into(),
+        ),
+        (
+            vec!["--ops", "fasternet_block", "--act", "swish"],
+            "'swish'".into(),
+        ),
         (vec!["--layers", "0"], "'0'".into()),
         (vec!["--threads", "0"], "'0'".into()),
         (vec!["--ops", "conv4"], "'conv4'".into()),
@@ -217,7 +225,7 @@ fn readme_documents_every_json_field() {
         j.to_str().unwrap(),
         &[
             "--ops",
-            "pconv,gconv",
+            "pconv,gconv,fasternet_block",
             "--shapes",
             "768x7x7",
             "--profile",

@@ -4,12 +4,13 @@
 //! Data flows one way: an [`OpSpec`] (what to build) gives a cost model and seeded
 //! [`LayerWeights`]; an [`Implementation`] turns those weights into a runnable [`Stack`].
 
+pub mod block;
 mod conv;
 pub mod native;
 mod pconv;
 pub mod types;
 
-pub use types::{Dtype, FeatureMap, Implementation, OpKind, PConvForward};
+pub use types::{Act, Dtype, FeatureMap, Implementation, OpKind, PConvForward};
 
 use candle_core::{Device, Tensor};
 use candle_nn::Module;
@@ -34,6 +35,12 @@ pub struct OpSpec {
     /// PConv only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward: Option<PConvForward>,
+    /// FasterNet block only: hidden width e·c of its MLP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expansion: Option<usize>,
+    /// FasterNet block only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Act>,
     pub map: FeatureMap,
 }
 
@@ -69,6 +76,8 @@ impl OpSpec {
     pub fn parts(&self) -> Vec<OpSpec> {
         let single = |kind| OpSpec {
             kind,
+            expansion: None,
+            act: None,
             ..self.clone()
         };
         let pw = OpSpec {
@@ -77,12 +86,16 @@ impl OpSpec {
             groups: None,
             n_div: None,
             forward: None,
+            expansion: None,
+            act: None,
             map: self.map,
         };
         match self.kind {
             OpKind::PConvPw => vec![single(OpKind::PConv), pw],
             OpKind::DwPw => vec![single(OpKind::DWConv), pw],
             OpKind::GConvPw => vec![single(OpKind::GConv), pw],
+            // The block's own pieces (PWConvs that change width, bias, act, residual) live in
+            // ops/block.rs; its PConv is its only convolution of the usual kind.
             _ => vec![self.clone()],
         }
     }
@@ -93,6 +106,9 @@ impl OpSpec {
 
     /// Checks that this operator can be built at this feature-map size.
     pub fn validate(&self) -> Result<()> {
+        if self.kind == OpKind::FasterNetBlock {
+            return block::validate(self);
+        }
         if self.is_composite() {
             return self.parts().iter().try_for_each(OpSpec::validate);
         }
@@ -150,7 +166,7 @@ impl OpSpec {
     /// first part).
     pub fn conv_channels(&self) -> usize {
         match self.kind {
-            OpKind::PConv | OpKind::PConvPw => {
+            OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock => {
                 pconv::partial_channels(self.map.c, self.n_div.unwrap_or(1))
             }
             _ => self.map.c,
@@ -159,6 +175,9 @@ impl OpSpec {
 
     /// Short human label of the variant, e.g. `3x3 g=16` or `3x3 n_div=4 slicing`.
     pub fn variant(&self) -> String {
+        if self.kind == OpKind::FasterNetBlock {
+            return block::variant(self);
+        }
         if self.is_composite() {
             let labels: Vec<String> = self.parts().iter().map(OpSpec::variant).collect();
             return labels.join(" + ");
@@ -177,6 +196,9 @@ impl OpSpec {
 
     /// The cost model of one layer on one image (a composite: the sum of its parts).
     pub fn cost(&self) -> LayerCost {
+        if self.kind == OpKind::FasterNetBlock {
+            return block::cost(self);
+        }
         if self.is_composite() {
             return self
                 .parts()
@@ -235,6 +257,9 @@ pub fn random_weights(spec: &OpSpec, layers: usize, seed: u64) -> Vec<LayerWeigh
     let parts = spec.parts();
     (0..layers)
         .flat_map(|_| {
+            if spec.kind == OpKind::FasterNetBlock {
+                return block::random_weights(spec, &mut rng);
+            }
             parts
                 .iter()
                 .map(|p| LayerWeights::random(p, &mut rng))
@@ -258,8 +283,8 @@ pub fn tensor_from(
 
 /// A runnable operator: `layers` stacked layers of one implementation.
 pub struct Stack {
-    layers: Vec<Box<dyn Module + Send + Sync>>,
-    copies: Copies,
+    pub(crate) layers: Vec<Box<dyn Module + Send + Sync>>,
+    pub(crate) copies: Copies,
 }
 
 impl Stack {
@@ -292,6 +317,9 @@ pub fn build(
     spec.validate()?;
     if let Some(why) = implementation.not_runnable_here() {
         return Err(crate::error::Error::Unsupported(why));
+    }
+    if spec.kind == OpKind::FasterNetBlock {
+        return block::build(spec, implementation, weights, device, dtype);
     }
     let parts = spec.parts();
     let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(weights.len());
@@ -341,6 +369,8 @@ mod tests {
             groups: (kind == OpKind::GConv).then_some(16),
             n_div: (kind == OpKind::PConv).then_some(4),
             forward: (kind == OpKind::PConv).then_some(PConvForward::SplitCat),
+            expansion: None,
+            act: None,
             map: FeatureMap { c, h, w },
         }
     }

@@ -78,8 +78,36 @@ word_enum!(
         DwPw = "dw_pw",
         /// GConv then PWConv.
         GConvPw = "gconv_pw",
+        /// FasterNet block: x + PWConv(e·c -> c)(act(BN(PWConv(c -> e·c)(PConv(x))))), BN
+        /// folded into the first PWConv.
+        FasterNetBlock = "fasternet_block",
     }
 );
+
+word_enum!(
+    /// Activation of the FasterNet block.
+    Act, "activation" {
+        Relu = "relu",
+        /// Exact (erf) GELU, as PyTorch's nn.GELU().
+        Gelu = "gelu",
+    }
+);
+
+impl Act {
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Act::Relu => v.max(0.0),
+            Act::Gelu => 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)),
+        }
+    }
+
+    pub fn apply_f64(self, v: f64) -> f64 {
+        match self {
+            Act::Relu => v.max(0.0),
+            Act::Gelu => 0.5 * v * (1.0 + libm::erf(v * std::f64::consts::FRAC_1_SQRT_2)),
+        }
+    }
+}
 
 word_enum!(
     /// The two forwards of the official `Partial_conv3`.

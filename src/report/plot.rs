@@ -43,6 +43,7 @@ fn color(op: OpKind) -> RGBColor {
         OpKind::PConvPw => RGBColor(23, 190, 207),
         OpKind::DwPw => RGBColor(140, 86, 75),
         OpKind::GConvPw => RGBColor(227, 119, 194),
+        OpKind::FasterNetBlock => RGBColor(188, 189, 34),
     }
 }
 
@@ -50,7 +51,7 @@ fn color(op: OpKind) -> RGBColor {
 fn short(r: &Record) -> String {
     match r.op {
         OpKind::GConv | OpKind::GConvPw => format!("g{} k{}", r.groups.unwrap_or(0), r.kernel),
-        OpKind::PConv | OpKind::PConvPw => format!(
+        OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock => format!(
             "n{} k{}{}",
             r.n_div.unwrap_or(0),
             r.kernel,

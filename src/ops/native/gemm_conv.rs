@@ -66,7 +66,18 @@ fn im2col(x: &[f32], g: &Geometry, y0: usize, rows: usize, col: &mut [f32]) {
     }
 }
 
-/// dst (m x n, row stride `dst_rs`) = lhs (m x kk, row-major) · rhs (kk x n, row stride
+/// The shape and mode of one GEMM.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub par: Parallelism,
+    /// Add the product to what dst holds (else overwrite it).
+    pub accumulate: bool,
+}
+
+/// dst (m x n, row stride `dst_rs`) (+)= lhs (m x k, row-major) · rhs (k x n, row stride
 /// `rhs_rs`).
 ///
 /// # Safety
@@ -78,9 +89,15 @@ pub(crate) unsafe fn matmul(
     lhs: &[f32],
     rhs: &[f32],
     rhs_rs: usize,
-    (m, n, kk): (usize, usize, usize),
-    par: Parallelism,
+    g: Gemm,
 ) {
+    let Gemm {
+        m,
+        n,
+        k: kk,
+        par,
+        accumulate,
+    } = g;
     assert!(lhs.len() >= m * kk && rhs.len() >= (kk - 1) * rhs_rs + n);
     gemm::gemm(
         m,
@@ -89,14 +106,14 @@ pub(crate) unsafe fn matmul(
         dst,
         1,
         dst_rs as isize,
-        false,
+        accumulate,
         lhs.as_ptr(),
         1,
         kk as isize,
         rhs.as_ptr(),
         1,
         rhs_rs as isize,
-        0.0,
+        if accumulate { 1.0 } else { 0.0 },
         1.0,
         false,
         false,
@@ -215,8 +232,13 @@ impl Conv<'_> {
                             &self.weight[grp * cg * kk_group..][..cg * kk_group],
                             &rhs[grp * kk_group * rhs_rs..],
                             rhs_rs,
-                            (cg, cols, kk_group),
-                            gemm_par,
+                            Gemm {
+                                m: cg,
+                                n: cols,
+                                k: kk_group,
+                                par: gemm_par,
+                                accumulate: false,
+                            },
                         )
                     }
                 };

@@ -57,6 +57,21 @@ impl NativeLayer {
         }
     }
 
+    /// Runs the layer on `n` images of h x w (channels from the buffer size) into `out`,
+    /// writing every element.
+    pub(crate) fn run(&self, x: &[f32], out: &mut [f32], n: usize, h: usize, w: usize) {
+        let g = Geometry {
+            c: x.len() / (n * h * w),
+            h,
+            w,
+            k: self.k,
+        };
+        match self.kind {
+            OpKind::PConv => self.pconv(x, out, n, g),
+            _ => self.conv(x, out, n, g, self.groups),
+        }
+    }
+
     /// A convolution with `groups` groups on `n` images of `g.c` channels.
     fn conv(&self, x: &[f32], out: &mut [f32], n: usize, g: Geometry, groups: usize) {
         let cg = g.c / groups;
@@ -116,7 +131,7 @@ impl NativeLayer {
 /// zeroed buffer costs 1.5 -> 2.4 ms, a memset no framework pays (PyTorch's `at::empty`
 /// and candle's own kernels do the same). Every kernel here writes its whole output before
 /// anything reads it: the verification suite compares every element with the reference.
-fn with_output(len: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
+pub(crate) fn with_output(len: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
     let mut v: Vec<f32> = Vec::with_capacity(len);
     // SAFETY: the spare capacity holds `len` floats; f32 has no invalid bit patterns, and
     // `fill` only writes through the slice before `set_len` exposes it (candle's
@@ -147,12 +162,8 @@ impl CustomOp1 for NativeLayer {
             candle_core::bail!("native kernels need a contiguous input")
         };
         let x = &data[start..end];
-        let (n, c, h, w) = layout.shape().dims4()?;
-        let g = Geometry { c, h, w, k: self.k };
-        let out = with_output(x.len(), |out| match self.kind {
-            OpKind::PConv => self.pconv(x, out, n, g),
-            _ => self.conv(x, out, n, g, self.groups),
-        });
+        let (n, _, h, w) = layout.shape().dims4()?;
+        let out = with_output(x.len(), |out| self.run(x, out, n, h, w));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -204,6 +215,8 @@ mod tests {
             groups,
             n_div,
             forward: (kind == OpKind::PConv).then_some(fwd),
+            expansion: None,
+            act: None,
             map: map.parse().unwrap(),
         }
     }

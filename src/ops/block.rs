@@ -1,0 +1,378 @@
+//! The FasterNet block: x + PWConv(e·c -> c)(act(BN(PWConv(c -> e·c)(PConv(x))))), with BN
+//! folded into the first PWConv for inference (a weight scale and a bias). Its forward (candle
+//! and native), cost model, weights and naive reference live here side by side.
+
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Shape, Tensor};
+use rand::Rng;
+use rayon::prelude::*;
+
+use super::native::gemm_conv::{matmul, Gemm};
+use super::native::{self, NativeLayer};
+use super::{
+    pconv, tensor_from, Act, Copies, Dtype, Implementation, LayerCost, LayerWeights, OpKind,
+    OpSpec, Stack,
+};
+use crate::error::{Error, Result};
+
+/// Expansion ratio of FasterNet (hidden width 2c).
+pub const DEFAULT_EXPANSION: usize = 2;
+/// BN epsilon (PyTorch's default).
+const BN_EPS: f32 = 1e-5;
+/// Weight sets per block: PConv, first PWConv (BN folded), its bias, second PWConv.
+pub const WEIGHT_SETS: usize = 4;
+
+fn expansion(spec: &OpSpec) -> usize {
+    spec.expansion.unwrap_or(DEFAULT_EXPANSION)
+}
+
+fn act(spec: &OpSpec) -> Act {
+    spec.act.unwrap_or(Act::Relu)
+}
+
+/// The block's spatial mixer: a PConv with the block's kernel, n_div and forward.
+pub fn pconv_part(spec: &OpSpec) -> OpSpec {
+    OpSpec {
+        kind: OpKind::PConv,
+        expansion: None,
+        act: None,
+        ..spec.clone()
+    }
+}
+
+pub fn validate(spec: &OpSpec) -> Result<()> {
+    let e = spec.expansion.unwrap_or(0);
+    if e == 0 {
+        return Err(Error::Invalid(format!(
+            "expansion ratio {e} for fasternet_block: allowed is a positive integer (FasterNet uses {DEFAULT_EXPANSION})"
+        )));
+    }
+    pconv_part(spec).validate()
+}
+
+pub fn variant(spec: &OpSpec) -> String {
+    format!(
+        "{} e{} {}",
+        pconv_part(spec).variant(),
+        expansion(spec),
+        act(spec)
+    )
+}
+
+/// PConv + PWConv(c -> e·c, with bias) + PWConv(e·c -> c) + the residual add (read two
+/// tensors, write one); the activation is applied in place and moves nothing extra.
+pub fn cost(spec: &OpSpec) -> LayerCost {
+    let p = pconv_part(spec).cost();
+    let (c, hidden, hw) = dims(spec);
+    LayerCost {
+        macs: p.macs + 2 * hw * c * hidden,
+        activation_elements: p.activation_elements + 2 * hw * (c + hidden) + 3 * hw * c,
+        weight_elements: p.weight_elements + 2 * c * hidden + hidden,
+    }
+}
+
+fn dims(spec: &OpSpec) -> (u64, u64, u64) {
+    let c = spec.map.c as u64;
+    (
+        c,
+        c * expansion(spec) as u64,
+        (spec.map.h * spec.map.w) as u64,
+    )
+}
+
+/// Folds inference BN (per output channel: gamma, beta, running mean and variance) into a
+/// bias-free convolution's weights (`out` rows) and a new bias: BN(W·x) = W'·x + b.
+pub fn fold_bn(
+    weight: &mut [f32],
+    out: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+) -> Vec<f32> {
+    let per_row = weight.len() / out;
+    (0..out)
+        .map(|o| {
+            let scale = gamma[o] / (var[o] + BN_EPS).sqrt();
+            weight[o * per_row..(o + 1) * per_row]
+                .iter_mut()
+                .for_each(|w| *w *= scale);
+            beta[o] - mean[o] * scale
+        })
+        .collect()
+}
+
+/// One block's weight sets: PConv, first PWConv with a random BN folded in, its bias, and the
+/// second PWConv (scaled by 1/2 so ten residual blocks grow activations ~1.25x each, not 2x).
+pub fn random_weights(spec: &OpSpec, rng: &mut impl Rng) -> Vec<LayerWeights> {
+    let (c, hidden) = (spec.map.c, spec.map.c * expansion(spec));
+    let pconv = LayerWeights::random(&pconv_part(spec), rng);
+    let mut w1 = super::uniform(hidden * c, (3.0 / c as f32).sqrt(), rng);
+    let mut draw =
+        |lo: f32, hi: f32| -> Vec<f32> { (0..hidden).map(|_| rng.random_range(lo..hi)).collect() };
+    let (gamma, beta, mean, var) = (
+        draw(0.5, 1.5),
+        draw(-0.1, 0.1),
+        draw(-0.1, 0.1),
+        draw(0.5, 1.5),
+    );
+    let bias = fold_bn(&mut w1, hidden, &gamma, &beta, &mean, &var);
+    let w2 = super::uniform(c * hidden, 0.5 * (3.0 / hidden as f32).sqrt(), rng);
+    vec![
+        pconv,
+        LayerWeights {
+            shape: [hidden, c, 1, 1],
+            data: w1,
+        },
+        LayerWeights {
+            shape: [hidden, 1, 1, 1],
+            data: bias,
+        },
+        LayerWeights {
+            shape: [c, hidden, 1, 1],
+            data: w2,
+        },
+    ]
+}
+
+/// f64 reference of one block; `w` are the weight sets of `random_weights` (dtype-rounded).
+pub fn reference(spec: &OpSpec, w: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
+    let (c, hw) = (spec.map.c, spec.map.h * spec.map.w);
+    let hidden = c * expansion(spec);
+    let a = act(spec);
+    let t = crate::verify::reference_forward(&pconv_part(spec), &w[0], x, n);
+    let mut out = x.to_vec();
+    for b in 0..n {
+        let tb = &t[b * c * hw..][..c * hw];
+        let mut h = vec![0.0; hidden * hw];
+        for o in 0..hidden {
+            for i in 0..c {
+                let wv = w[1][o * c + i];
+                for p in 0..hw {
+                    h[o * hw + p] += wv * tb[i * hw + p];
+                }
+            }
+            for v in &mut h[o * hw..][..hw] {
+                *v = a.apply_f64(*v + w[2][o]);
+            }
+        }
+        let ob = &mut out[b * c * hw..][..c * hw];
+        for o in 0..c {
+            for i in 0..hidden {
+                let wv = w[3][o * hidden + i];
+                for p in 0..hw {
+                    ob[o * hw + p] += wv * h[i * hw + p];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The block on stock candle ops (conv2d, broadcast_add, relu / gelu_erf, add).
+struct CandleBlock {
+    pconv: pconv::CandlePConv,
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    act: Act,
+}
+
+impl Module for CandleBlock {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.pconv.forward(x)?;
+        let y = y.conv2d(&self.w1, 0, 1, 1, 1)?.broadcast_add(&self.b1)?;
+        let y = match self.act {
+            Act::Relu => y.relu()?,
+            Act::Gelu => y.gelu_erf()?,
+        };
+        x + y.conv2d(&self.w2, 0, 1, 1, 1)?
+    }
+}
+
+/// The block on the native kernels: the PConv kernel, then two GEMMs per image; bias and
+/// activation in place between them, the residual as the second GEMM's accumulator.
+struct NativeBlock {
+    pconv: NativeLayer,
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    act: Act,
+    hidden: usize,
+}
+
+impl CustomOp1 for NativeBlock {
+    fn name(&self) -> &'static str {
+        "pconv-bench-native-fasternet-block"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("native kernels run f32 only")
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("native kernels need a contiguous input")
+        };
+        let x = &data[start..end];
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let (hw, hidden) = (h * w, self.hidden);
+        let threads = rayon::current_num_threads();
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        let t = native::with_output(x.len(), |t| self.pconv.run(x, t, n, h, w));
+        let mut hbuf = native::with_output(n * hidden * hw, |hb| {
+            for b in 0..n {
+                // SAFETY: hb holds n images of hidden x hw floats; t holds n of c x hw.
+                unsafe {
+                    matmul(
+                        hb[b * hidden * hw..].as_mut_ptr(),
+                        hw,
+                        &self.w1,
+                        &t[b * c * hw..],
+                        hw,
+                        Gemm {
+                            m: hidden,
+                            n: hw,
+                            k: c,
+                            par,
+                            accumulate: false,
+                        },
+                    )
+                }
+            }
+        });
+        let bias_act = |(i, plane): (usize, &mut [f32])| {
+            let bias = self.b1[i % hidden];
+            plane
+                .iter_mut()
+                .for_each(|v| *v = self.act.apply(*v + bias));
+        };
+        if threads > 1 {
+            hbuf.par_chunks_mut(hw).enumerate().for_each(bias_act);
+        } else {
+            hbuf.chunks_mut(hw).enumerate().for_each(bias_act);
+        }
+        let out = native::with_output(x.len(), |out| {
+            out.copy_from_slice(x); // the residual, which the second GEMM accumulates onto
+            for b in 0..n {
+                // SAFETY: out holds n images of c x hw floats; hbuf n of hidden x hw.
+                unsafe {
+                    matmul(
+                        out[b * c * hw..].as_mut_ptr(),
+                        hw,
+                        &self.w2,
+                        &hbuf[b * hidden * hw..],
+                        hw,
+                        Gemm {
+                            m: c,
+                            n: hw,
+                            k: hidden,
+                            par,
+                            accumulate: true,
+                        },
+                    )
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+impl Module for NativeBlock {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.apply_op1_no_bwd(self)
+    }
+}
+
+/// Builds `weights.len() / WEIGHT_SETS` stacked blocks.
+pub fn build(
+    spec: &OpSpec,
+    implementation: Implementation,
+    weights: &[LayerWeights],
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Stack> {
+    let part = pconv_part(spec);
+    let hidden = spec.map.c * expansion(spec);
+    let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::new();
+    for w in weights.chunks(WEIGHT_SETS) {
+        let layer: Box<dyn Module + Send + Sync> = match implementation {
+            Implementation::Native => Box::new(NativeBlock {
+                pconv: NativeLayer::new(&part, &w[0]),
+                w1: w[1].data.clone(),
+                b1: w[2].data.clone(),
+                w2: w[3].data.clone(),
+                act: act(spec),
+                hidden,
+            }),
+            Implementation::Candle | Implementation::Torch => {
+                let t = |lw: &LayerWeights, shape: &[usize]| {
+                    tensor_from(lw.data.clone(), shape, device, dtype)
+                };
+                Box::new(CandleBlock {
+                    pconv: pconv::CandlePConv::new(&part, t(&w[0], &w[0].shape)?),
+                    w1: t(&w[1], &w[1].shape)?,
+                    b1: t(&w[2], &[1, hidden, 1, 1])?,
+                    w2: t(&w[3], &w[3].shape)?,
+                    act: act(spec),
+                })
+            }
+        };
+        layers.push(layer);
+    }
+    let copies = match implementation {
+        Implementation::Native => native::copies(&part),
+        _ => pconv::candle_copies(&part),
+    };
+    let copies = Copies {
+        description: format!("{} (BN folded into the first PWConv)", copies.description),
+        ..copies
+    };
+    Ok(Stack { layers, copies })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_bn_equals_bn_after_the_conv() {
+        // One output channel, two inputs: BN(w·x) with gamma 2, beta 1, mean 0.5, var 4.
+        let x = [1.5f32, -2.0];
+        let mut w = vec![0.5f32, 0.25];
+        let conv = w[0] * x[0] + w[1] * x[1];
+        let bn = 2.0 * (conv - 0.5) / (4.0f32 + BN_EPS).sqrt() + 1.0;
+        let b = fold_bn(&mut w, 1, &[2.0], &[1.0], &[0.5], &[4.0]);
+        assert!((w[0] * x[0] + w[1] * x[1] + b[0] - bn).abs() < 1e-6);
+    }
+
+    #[test]
+    fn cost_is_pconv_plus_two_pointwise_convs_plus_the_residual() {
+        let spec = OpSpec {
+            kind: OpKind::FasterNetBlock,
+            kernel: 3,
+            groups: None,
+            n_div: Some(4),
+            forward: Some(super::super::PConvForward::SplitCat),
+            expansion: Some(2),
+            act: Some(Act::Relu),
+            map: "64x8x8".parse().unwrap(),
+        };
+        let c = cost(&spec);
+        assert_eq!(c.macs, 64 * (9 * 16 * 16 + 2 * 64 * 128));
+        assert_eq!(c.weight_elements, 9 * 16 * 16 + 2 * 64 * 128 + 128);
+        assert_eq!(variant(&spec), "3x3 n_div=4 split_cat e2 relu");
+        let mut bad = spec.clone();
+        bad.expansion = Some(0);
+        assert!(validate(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("expansion ratio 0"));
+    }
+}
