@@ -210,13 +210,7 @@ impl CustomOp1 for NativeBlock {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("native kernels run f32 only")
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("native kernels need a contiguous input")
-        };
-        let x = &data[start..end];
+        let x = native::f32_input(storage, layout)?;
         let (n, c, h, w) = layout.shape().dims4()?;
         let (hw, hidden) = (h * w, self.hidden);
         let threads = rayon::current_num_threads();

@@ -145,6 +145,20 @@ pub(crate) fn with_output(len: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32>
     v
 }
 
+/// The f32 data of a contiguous input, as every native kernel wants it.
+pub(crate) fn f32_input<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("native kernels run f32 only")
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("native kernels need a contiguous input")
+    };
+    Ok(&data[start..end])
+}
+
 impl CustomOp1 for NativeLayer {
     fn name(&self) -> &'static str {
         "pconv-bench-native"
@@ -155,13 +169,7 @@ impl CustomOp1 for NativeLayer {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("native kernels run f32 only")
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("native kernels need a contiguous input")
-        };
-        let x = &data[start..end];
+        let x = f32_input(storage, layout)?;
         let (n, _, h, w) = layout.shape().dims4()?;
         let out = with_output(x.len(), |out| self.run(x, out, n, h, w));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
