@@ -102,12 +102,13 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
         n_div: spec.n_div,
         partial_channels: matches!(
             spec.kind,
-            OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock
+            OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock | OpKind::C2fFaster
         )
         .then(|| spec.conv_channels()),
         forward: spec.forward,
         expansion: spec.expansion,
         act: spec.act,
+        bottlenecks: spec.bottlenecks,
         shape: spec.map,
         batch: point.batch,
         layers: ctx.layers,

@@ -160,8 +160,8 @@ pub struct SuiteArgs {
     /// Device: cpu, cuda or cuda:N.
     #[arg(long)]
     pub device: Option<DeviceSpec>,
-    /// Operators: conv, gconv, dwconv, pconv, pwconv; composites pconv_pw, dw_pw, gconv_pw,
-    /// fasternet_block.
+    /// Operators: conv, gconv, dwconv, pconv, pwconv; composites pconv_pw, dw_pw, gconv_pw;
+    /// blocks fasternet_block, c2f, c2f_faster.
     #[arg(long, value_delimiter = ',')]
     pub ops: Option<Vec<OpKind>>,
     /// Feature maps CxHxW, e.g. 96x56x56,192x28x28.
@@ -182,9 +182,12 @@ pub struct SuiteArgs {
     /// FasterNet block: expansion ratios of its MLP (hidden width e·c; FasterNet uses 2).
     #[arg(long, value_delimiter = ',', value_parser = positive)]
     pub expansion: Option<Vec<usize>>,
-    /// FasterNet block: activations (relu, gelu).
+    /// FasterNet block: activations (relu, gelu, silu). C2f and c2f_faster always use SiLU.
     #[arg(long, value_delimiter = ',')]
     pub act: Option<Vec<crate::ops::Act>>,
+    /// C2f / c2f_faster: bottleneck counts n (YOLOv8 uses 1-6 per stage).
+    #[arg(long, value_delimiter = ',', value_parser = positive)]
+    pub bottlenecks: Option<Vec<usize>>,
     /// Batch sizes.
     #[arg(long, value_delimiter = ',', value_parser = positive)]
     pub batch: Option<Vec<usize>>,
@@ -223,6 +226,7 @@ impl SuiteArgs {
             pconv_forward: self.pconv_forward.clone(),
             expansion: self.expansion.clone(),
             act: self.act.clone(),
+            bottlenecks: self.bottlenecks.clone(),
             batch: self.batch.clone(),
             threads: self.threads.clone(),
             layers: self.layers,

@@ -88,6 +88,9 @@ pub struct Suite {
     /// FasterNet block: activations.
     #[serde(default = "default_act")]
     pub act: Vec<Act>,
+    /// C2f / C2f_Faster: bottleneck counts n.
+    #[serde(default = "default_bottlenecks")]
+    pub bottlenecks: Vec<usize>,
     pub batch: Vec<usize>,
     pub threads: Vec<usize>,
     /// Stacked layers per operator (the paper uses 10).
@@ -107,6 +110,10 @@ fn default_expansion() -> Vec<usize> {
 
 fn default_act() -> Vec<Act> {
     vec![Act::Relu]
+}
+
+fn default_bottlenecks() -> Vec<usize> {
+    vec![1]
 }
 
 /// One row of the paper's Table 1, printed beside the matching measured record.
@@ -202,6 +209,8 @@ impl Suite {
         check_list("expansion", &self.expansion)?;
         check_list("act", &self.act)?;
         check_positive("expansion", &self.expansion)?;
+        check_list("bottlenecks", &self.bottlenecks)?;
+        check_positive("bottlenecks", &self.bottlenecks)?;
         check_list("batch", &self.batch)?;
         check_list("threads", &self.threads)?;
         check_list("dtype", &self.dtype)?;
@@ -252,7 +261,11 @@ impl Suite {
                     ));
                 }
             }
-            if uses(OpKind::PConv) || uses(OpKind::PConvPw) || uses(OpKind::FasterNetBlock) {
+            if uses(OpKind::PConv)
+                || uses(OpKind::PConvPw)
+                || uses(OpKind::FasterNetBlock)
+                || uses(OpKind::C2fFaster)
+            {
                 if let Some(n) = self.n_div.iter().find(|&&n| n > map.c) {
                     return Err(invalid(
                         "n_div",
@@ -344,6 +357,7 @@ pub struct Overrides {
     pub pconv_forward: Option<Vec<PConvForward>>,
     pub expansion: Option<Vec<usize>>,
     pub act: Option<Vec<Act>>,
+    pub bottlenecks: Option<Vec<usize>>,
     pub batch: Option<Vec<usize>>,
     pub threads: Option<Vec<usize>>,
     pub layers: Option<usize>,
@@ -370,6 +384,7 @@ impl Suite {
             pconv_forward,
             expansion,
             act,
+            bottlenecks,
             batch,
             threads,
             layers,

@@ -23,6 +23,7 @@ fn variants(suite: &Suite, kind: OpKind, map: crate::ops::FeatureMap) -> Vec<OpS
         forward: None,
         expansion: None,
         act: None,
+        bottlenecks: None,
         map,
     };
     match kind {
@@ -67,7 +68,36 @@ fn variants(suite: &Suite, kind: OpKind, map: crate::ops::FeatureMap) -> Vec<OpS
                 })
             })
             .collect(),
+        // YOLO's C2f: the bottleneck's k x k convs, times n.
+        OpKind::C2f => with_bottlenecks(suite, variants(suite, OpKind::Conv, map), kind),
+        // The FasterNet bottleneck takes the block's lists (its activation is YOLO's SiLU).
+        OpKind::C2fFaster => with_bottlenecks(
+            suite,
+            variants(suite, OpKind::FasterNetBlock, map)
+                .into_iter()
+                .filter(|v| v.act == suite.act.first().copied())
+                .map(|v| OpSpec {
+                    act: Some(crate::ops::Act::Silu),
+                    ..v
+                })
+                .collect(),
+            kind,
+        ),
     }
+}
+
+/// Each inner variant once per bottleneck count, as `kind`.
+fn with_bottlenecks(suite: &Suite, inner: Vec<OpSpec>, kind: OpKind) -> Vec<OpSpec> {
+    inner
+        .into_iter()
+        .flat_map(|v| {
+            suite.bottlenecks.iter().map(move |&n| OpSpec {
+                kind,
+                bottlenecks: Some(n),
+                ..v.clone()
+            })
+        })
+        .collect()
 }
 
 /// Every point of the suite, grouped by thread count (so one thread pool serves a run of

@@ -119,6 +119,9 @@ pub struct Record {
     /// FasterNet block only: activation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<crate::ops::Act>,
+    /// C2f and C2f_Faster only: bottlenecks n.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bottlenecks: Option<usize>,
     pub shape: FeatureMap,
     pub batch: usize,
     pub layers: usize,
@@ -157,6 +160,7 @@ impl Record {
             forward: self.forward,
             expansion: self.expansion,
             act: self.act,
+            bottlenecks: self.bottlenecks,
             map: self.shape,
         }
     }

@@ -178,9 +178,12 @@ pub fn verify(
     let y_host = to_f32_vec(&y)?;
 
     let mut reference = widen(&x_before);
-    if small.kind == OpKind::FasterNetBlock {
+    if small.kind == OpKind::FasterNetBlock || small.is_c2f() {
         let w: Vec<Vec<f64>> = weights.iter().map(|w| rounded(w, dtype)).collect();
-        reference = crate::ops::block::reference(&small, &w, &reference, n);
+        reference = match small.kind {
+            OpKind::FasterNetBlock => crate::ops::block::reference(&small, &w, &reference, n),
+            _ => crate::ops::c2f::reference(&small, &w, &reference, n),
+        };
     } else {
         for (part, w) in small.parts().iter().zip(&weights) {
             reference = reference_forward(part, &rounded(w, dtype), &reference, n);
@@ -271,16 +274,17 @@ mod tests {
             groups: matches!(kind, OpKind::GConv | OpKind::GConvPw).then_some(4),
             n_div: matches!(
                 kind,
-                OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock
+                OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock | OpKind::C2fFaster
             )
             .then_some(3),
             forward: matches!(
                 kind,
-                OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock
+                OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock | OpKind::C2fFaster
             )
             .then_some(PConvForward::Slicing),
-            expansion: (kind == OpKind::FasterNetBlock).then_some(2),
+            expansion: matches!(kind, OpKind::FasterNetBlock | OpKind::C2fFaster).then_some(2),
             act: (kind == OpKind::FasterNetBlock).then_some(crate::ops::Act::Gelu),
+            bottlenecks: matches!(kind, OpKind::C2f | OpKind::C2fFaster).then_some(2),
             map: map.parse().unwrap(),
         }
     }
@@ -367,6 +371,10 @@ mod tests {
             (OpKind::GConvPw, "160x9x9", 3), // 40 per group: GEMM path
             (OpKind::FasterNetBlock, "10x7x9", 3),
             (OpKind::FasterNetBlock, "40x8x8", 5), // c_p = 13
+            (OpKind::C2f, "10x7x9", 3),            // c_ = 5, n = 2
+            (OpKind::C2f, "64x9x9", 5),            // c_ = 32: GEMM convs
+            (OpKind::C2fFaster, "12x7x9", 3),      // c_ = 6, n_div = 3: c_p = 2
+            (OpKind::C2fFaster, "96x8x8", 3),      // c_p = 16
         ];
         for imp in [Implementation::Native, Implementation::Candle] {
             for (kind, map, k) in cases {

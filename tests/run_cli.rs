@@ -54,6 +54,18 @@ fn bad_inputs_exit_2_with_one_line_and_leave_results_alone() {
             vec!["--ops", "fasternet_block", "--act", "swish"],
             "'swish'".into(),
         ),
+        (
+            vec!["--ops", "c2f", "--bottlenecks", "0"],
+            "'0'".into(),
+        ),
+        (
+            vec!["--ops", "c2f", "--shapes", "63x8x8"],
+            "the 63 channels of 63x8x8".into(),
+        ),
+        (
+            vec!["--ops", "c2f_faster", "--shapes", "60x8x8", "--n-div", "4"],
+            "n_div 4 does not divide the 30 channels".into(),
+        ),
         (vec!["--layers", "0"], "'0'".into()),
         (vec!["--threads", "0"], "'0'".into()),
         (vec!["--ops", "conv4"], "'conv4'".into()),
@@ -225,7 +237,7 @@ fn readme_documents_every_json_field() {
         j.to_str().unwrap(),
         &[
             "--ops",
-            "pconv,gconv,fasternet_block",
+            "pconv,gconv,fasternet_block,c2f_faster",
             "--shapes",
             "768x7x7",
             "--profile",

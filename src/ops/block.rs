@@ -4,9 +4,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Shape, Tensor};
 use rand::Rng;
-use rayon::prelude::*;
 
-use super::native::gemm_conv::{matmul, Gemm};
+use super::native::gemm_conv::pointwise;
 use super::native::{self, NativeLayer};
 use super::{
     pconv, tensor_from, Act, Copies, Dtype, Implementation, LayerCost, LayerWeights, OpKind,
@@ -35,6 +34,7 @@ pub fn pconv_part(spec: &OpSpec) -> OpSpec {
         kind: OpKind::PConv,
         expansion: None,
         act: None,
+        bottlenecks: None,
         ..spec.clone()
     }
 }
@@ -101,21 +101,33 @@ pub fn fold_bn(
         .collect()
 }
 
-/// One block's weight sets: PConv, first PWConv with a random BN folded in, its bias, and the
-/// second PWConv (scaled by 1/2 so ten residual blocks grow activations ~1.25x each, not 2x).
-pub fn random_weights(spec: &OpSpec, rng: &mut impl Rng) -> Vec<LayerWeights> {
-    let (c, hidden) = (spec.map.c, spec.map.c * expansion(spec));
-    let pconv = LayerWeights::random(&pconv_part(spec), rng);
-    let mut w1 = super::uniform(hidden * c, (3.0 / c as f32).sqrt(), rng);
+/// A bias-free convolution of `out` rows of `fan_in` weights with a random inference BN
+/// folded in: the weight (unit-variance init, scaled by `scale`) and the bias BN leaves.
+pub fn random_conv_bn(
+    out: usize,
+    fan_in: usize,
+    scale: f32,
+    rng: &mut impl Rng,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut w = super::uniform(out * fan_in, scale * (3.0 / fan_in as f32).sqrt(), rng);
     let mut draw =
-        |lo: f32, hi: f32| -> Vec<f32> { (0..hidden).map(|_| rng.random_range(lo..hi)).collect() };
+        |lo: f32, hi: f32| -> Vec<f32> { (0..out).map(|_| rng.random_range(lo..hi)).collect() };
     let (gamma, beta, mean, var) = (
         draw(0.5, 1.5),
         draw(-0.1, 0.1),
         draw(-0.1, 0.1),
         draw(0.5, 1.5),
     );
-    let bias = fold_bn(&mut w1, hidden, &gamma, &beta, &mean, &var);
+    let bias = fold_bn(&mut w, out, &gamma, &beta, &mean, &var);
+    (w, bias)
+}
+
+/// One block's weight sets: PConv, first PWConv with a random BN folded in, its bias, and the
+/// second PWConv (scaled by 1/2 so ten residual blocks grow activations ~1.25x each, not 2x).
+pub fn random_weights(spec: &OpSpec, rng: &mut impl Rng) -> Vec<LayerWeights> {
+    let (c, hidden) = (spec.map.c, spec.map.c * expansion(spec));
+    let pconv = LayerWeights::random(&pconv_part(spec), rng);
+    let (w1, bias) = random_conv_bn(hidden, c, 1.0, rng);
     let w2 = super::uniform(c * hidden, 0.5 * (3.0 / hidden as f32).sqrt(), rng);
     vec![
         pconv,
@@ -168,8 +180,17 @@ pub fn reference(spec: &OpSpec, w: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64>
     out
 }
 
+/// `act` on stock candle ops.
+pub(crate) fn candle_act(y: &Tensor, act: Act) -> candle_core::Result<Tensor> {
+    match act {
+        Act::Relu => y.relu(),
+        Act::Gelu => y.gelu_erf(),
+        Act::Silu => y.silu(),
+    }
+}
+
 /// The block on stock candle ops (conv2d, broadcast_add, relu / gelu_erf, add).
-struct CandleBlock {
+pub(crate) struct CandleBlock {
     pconv: pconv::CandlePConv,
     w1: Tensor,
     b1: Tensor,
@@ -181,23 +202,39 @@ impl Module for CandleBlock {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = self.pconv.forward(x)?;
         let y = y.conv2d(&self.w1, 0, 1, 1, 1)?.broadcast_add(&self.b1)?;
-        let y = match self.act {
-            Act::Relu => y.relu()?,
-            Act::Gelu => y.gelu_erf()?,
-        };
+        let y = candle_act(&y, self.act)?;
         x + y.conv2d(&self.w2, 0, 1, 1, 1)?
     }
 }
 
 /// The block on the native kernels: the PConv kernel, then two GEMMs per image; bias and
 /// activation in place between them, the residual as the second GEMM's accumulator.
-struct NativeBlock {
+pub(crate) struct NativeBlock {
     pconv: NativeLayer,
     w1: Vec<f32>,
     b1: Vec<f32>,
     w2: Vec<f32>,
     act: Act,
     hidden: usize,
+}
+
+impl NativeBlock {
+    /// Runs the block on `n` dense images of c x h x w into `out`, writing every element.
+    pub(crate) fn run(&self, x: &[f32], out: &mut [f32], n: usize, h: usize, w: usize) {
+        let hw = h * w;
+        let (c, hidden) = (x.len() / (n * hw), self.hidden);
+        let t = native::with_output(x.len(), |t| self.pconv.run(x, t, n, h, w));
+        let mut hbuf = native::with_output(n * hidden * hw, |hb| {
+            for (hb, t) in hb.chunks_mut(hidden * hw).zip(t.chunks(c * hw)) {
+                pointwise(hb, &self.w1, t, (hidden, c, hw), false);
+            }
+        });
+        native::bias_act(&mut hbuf, &self.b1, hw, self.act);
+        out.copy_from_slice(x); // the residual, which the second GEMM accumulates onto
+        for (o, hb) in out.chunks_mut(c * hw).zip(hbuf.chunks(hidden * hw)) {
+            pointwise(o, &self.w2, hb, (c, hidden, hw), true);
+        }
+    }
 }
 
 impl CustomOp1 for NativeBlock {
@@ -211,69 +248,8 @@ impl CustomOp1 for NativeBlock {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = native::f32_input(storage, layout)?;
-        let (n, c, h, w) = layout.shape().dims4()?;
-        let (hw, hidden) = (h * w, self.hidden);
-        let threads = rayon::current_num_threads();
-        let par = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        let t = native::with_output(x.len(), |t| self.pconv.run(x, t, n, h, w));
-        let mut hbuf = native::with_output(n * hidden * hw, |hb| {
-            for b in 0..n {
-                // SAFETY: hb holds n images of hidden x hw floats; t holds n of c x hw.
-                unsafe {
-                    matmul(
-                        hb[b * hidden * hw..].as_mut_ptr(),
-                        hw,
-                        &self.w1,
-                        &t[b * c * hw..],
-                        hw,
-                        Gemm {
-                            m: hidden,
-                            n: hw,
-                            k: c,
-                            par,
-                            accumulate: false,
-                        },
-                    )
-                }
-            }
-        });
-        let bias_act = |(i, plane): (usize, &mut [f32])| {
-            let bias = self.b1[i % hidden];
-            plane
-                .iter_mut()
-                .for_each(|v| *v = self.act.apply(*v + bias));
-        };
-        if threads > 1 {
-            hbuf.par_chunks_mut(hw).enumerate().for_each(bias_act);
-        } else {
-            hbuf.chunks_mut(hw).enumerate().for_each(bias_act);
-        }
-        let out = native::with_output(x.len(), |out| {
-            out.copy_from_slice(x); // the residual, which the second GEMM accumulates onto
-            for b in 0..n {
-                // SAFETY: out holds n images of c x hw floats; hbuf n of hidden x hw.
-                unsafe {
-                    matmul(
-                        out[b * c * hw..].as_mut_ptr(),
-                        hw,
-                        &self.w2,
-                        &hbuf[b * hidden * hw..],
-                        hw,
-                        Gemm {
-                            m: c,
-                            n: hw,
-                            k: hidden,
-                            par,
-                            accumulate: true,
-                        },
-                    )
-                }
-            }
-        });
+        let (n, _, h, w) = layout.shape().dims4()?;
+        let out = native::with_output(x.len(), |out| self.run(x, out, n, h, w));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -281,6 +257,44 @@ impl CustomOp1 for NativeBlock {
 impl Module for NativeBlock {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         x.apply_op1_no_bwd(self)
+    }
+}
+
+/// One block on the native kernels, from its `WEIGHT_SETS` weight sets.
+pub(crate) fn native_block(spec: &OpSpec, w: &[LayerWeights]) -> NativeBlock {
+    NativeBlock {
+        pconv: NativeLayer::new(&pconv_part(spec), &w[0]),
+        w1: w[1].data.clone(),
+        b1: w[2].data.clone(),
+        w2: w[3].data.clone(),
+        act: act(spec),
+        hidden: spec.map.c * expansion(spec),
+    }
+}
+
+/// One block on stock candle ops, from its `WEIGHT_SETS` weight sets.
+pub(crate) fn candle_block(
+    spec: &OpSpec,
+    w: &[LayerWeights],
+    device: &Device,
+    dtype: Dtype,
+) -> Result<CandleBlock> {
+    let t = |lw: &LayerWeights, shape: &[usize]| tensor_from(lw.data.clone(), shape, device, dtype);
+    Ok(CandleBlock {
+        pconv: pconv::CandlePConv::new(&pconv_part(spec), t(&w[0], &w[0].shape)?),
+        w1: t(&w[1], &w[1].shape)?,
+        b1: t(&w[2], &[1, w[2].data.len(), 1, 1])?,
+        w2: t(&w[3], &w[3].shape)?,
+        act: act(spec),
+    })
+}
+
+/// What one block copies beyond the paper's model: its PConv's copies.
+pub(crate) fn copies(spec: &OpSpec, implementation: Implementation) -> Copies {
+    let part = pconv_part(spec);
+    match implementation {
+        Implementation::Native => native::copies(&part),
+        _ => pconv::candle_copies(&part),
     }
 }
 
@@ -292,38 +306,16 @@ pub fn build(
     device: &Device,
     dtype: Dtype,
 ) -> Result<Stack> {
-    let part = pconv_part(spec);
-    let hidden = spec.map.c * expansion(spec);
     let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::new();
     for w in weights.chunks(WEIGHT_SETS) {
-        let layer: Box<dyn Module + Send + Sync> = match implementation {
-            Implementation::Native => Box::new(NativeBlock {
-                pconv: NativeLayer::new(&part, &w[0]),
-                w1: w[1].data.clone(),
-                b1: w[2].data.clone(),
-                w2: w[3].data.clone(),
-                act: act(spec),
-                hidden,
-            }),
+        layers.push(match implementation {
+            Implementation::Native => Box::new(native_block(spec, w)),
             Implementation::Candle | Implementation::Torch => {
-                let t = |lw: &LayerWeights, shape: &[usize]| {
-                    tensor_from(lw.data.clone(), shape, device, dtype)
-                };
-                Box::new(CandleBlock {
-                    pconv: pconv::CandlePConv::new(&part, t(&w[0], &w[0].shape)?),
-                    w1: t(&w[1], &w[1].shape)?,
-                    b1: t(&w[2], &[1, hidden, 1, 1])?,
-                    w2: t(&w[3], &w[3].shape)?,
-                    act: act(spec),
-                })
+                Box::new(candle_block(spec, w, device, dtype)?)
             }
-        };
-        layers.push(layer);
+        });
     }
-    let copies = match implementation {
-        Implementation::Native => native::copies(&part),
-        _ => pconv::candle_copies(&part),
-    };
+    let copies = copies(spec, implementation);
     let copies = Copies {
         description: format!("{} (BN folded into the first PWConv)", copies.description),
         ..copies
@@ -356,6 +348,7 @@ mod tests {
             forward: Some(super::super::PConvForward::SplitCat),
             expansion: Some(2),
             act: Some(Act::Relu),
+            bottlenecks: None,
             map: "64x8x8".parse().unwrap(),
         };
         let c = cost(&spec);

@@ -5,6 +5,7 @@
 //! [`LayerWeights`]; an [`Implementation`] turns those weights into a runnable [`Stack`].
 
 pub mod block;
+pub mod c2f;
 mod conv;
 pub mod native;
 mod pconv;
@@ -41,6 +42,9 @@ pub struct OpSpec {
     /// FasterNet block only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Act>,
+    /// C2f / C2f_Faster only: bottlenecks n.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bottlenecks: Option<usize>,
     pub map: FeatureMap,
 }
 
@@ -78,6 +82,7 @@ impl OpSpec {
             kind,
             expansion: None,
             act: None,
+            bottlenecks: None,
             ..self.clone()
         };
         let pw = OpSpec {
@@ -88,6 +93,7 @@ impl OpSpec {
             forward: None,
             expansion: None,
             act: None,
+            bottlenecks: None,
             map: self.map,
         };
         match self.kind {
@@ -100,6 +106,11 @@ impl OpSpec {
         }
     }
 
+    /// YOLO's C2f or its FasterNet variant (ops/c2f.rs).
+    pub fn is_c2f(&self) -> bool {
+        matches!(self.kind, OpKind::C2f | OpKind::C2fFaster)
+    }
+
     pub fn is_composite(&self) -> bool {
         matches!(self.kind, OpKind::PConvPw | OpKind::DwPw | OpKind::GConvPw)
     }
@@ -108,6 +119,9 @@ impl OpSpec {
     pub fn validate(&self) -> Result<()> {
         if self.kind == OpKind::FasterNetBlock {
             return block::validate(self);
+        }
+        if self.is_c2f() {
+            return c2f::validate(self);
         }
         if self.is_composite() {
             return self.parts().iter().try_for_each(OpSpec::validate);
@@ -169,6 +183,7 @@ impl OpSpec {
             OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock => {
                 pconv::partial_channels(self.map.c, self.n_div.unwrap_or(1))
             }
+            OpKind::C2fFaster => c2f::bottleneck(self).conv_channels(),
             _ => self.map.c,
         }
     }
@@ -177,6 +192,9 @@ impl OpSpec {
     pub fn variant(&self) -> String {
         if self.kind == OpKind::FasterNetBlock {
             return block::variant(self);
+        }
+        if self.is_c2f() {
+            return c2f::variant(self);
         }
         if self.is_composite() {
             let labels: Vec<String> = self.parts().iter().map(OpSpec::variant).collect();
@@ -198,6 +216,9 @@ impl OpSpec {
     pub fn cost(&self) -> LayerCost {
         if self.kind == OpKind::FasterNetBlock {
             return block::cost(self);
+        }
+        if self.is_c2f() {
+            return c2f::cost(self);
         }
         if self.is_composite() {
             return self
@@ -260,6 +281,9 @@ pub fn random_weights(spec: &OpSpec, layers: usize, seed: u64) -> Vec<LayerWeigh
             if spec.kind == OpKind::FasterNetBlock {
                 return block::random_weights(spec, &mut rng);
             }
+            if spec.is_c2f() {
+                return c2f::random_weights(spec, &mut rng);
+            }
             parts
                 .iter()
                 .map(|p| LayerWeights::random(p, &mut rng))
@@ -321,6 +345,9 @@ pub fn build(
     if spec.kind == OpKind::FasterNetBlock {
         return block::build(spec, implementation, weights, device, dtype);
     }
+    if spec.is_c2f() {
+        return c2f::build(spec, implementation, weights, device, dtype);
+    }
     let parts = spec.parts();
     let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(weights.len());
     // A composite's layer is its parts in a row: the stack runs them in order.
@@ -371,6 +398,7 @@ mod tests {
             forward: (kind == OpKind::PConv).then_some(PConvForward::SplitCat),
             expansion: None,
             act: None,
+            bottlenecks: None,
             map: FeatureMap { c, h, w },
         }
     }

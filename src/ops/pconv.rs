@@ -40,7 +40,13 @@ impl Module for CandlePConv {
             PConvForward::Slicing => {
                 // `Tensor::clone` shares storage; `copy` is the deep clone the official code
                 // makes so that `slice_set` cannot corrupt a residual that aliases `x`.
-                let out = x.copy()?;
+                // A strided view (C2f's split) copies into a fresh contiguous tensor, which
+                // `slice_set` needs; a contiguous input is deep-copied.
+                let out = if x.is_contiguous() {
+                    x.copy()?
+                } else {
+                    x.contiguous()?
+                };
                 let head = self.conv.forward(&x.narrow(1, 0, self.partial)?)?;
                 out.slice_set(&head, 1, 0)?;
                 Ok(out)

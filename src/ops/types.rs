@@ -81,15 +81,24 @@ word_enum!(
         /// FasterNet block: x + PWConv(e·c -> c)(act(BN(PWConv(c -> e·c)(PConv(x))))), BN
         /// folded into the first PWConv.
         FasterNetBlock = "fasternet_block",
+        /// YOLOv8's C2f: 1x1 Conv c -> 2·(c/2), split, n bottlenecks (two k x k Convs and a
+        /// shortcut each), concat of all (2 + n)·(c/2) channels, 1x1 Conv back to c; every
+        /// Conv with BN folded and SiLU.
+        C2f = "c2f",
+        /// C2f whose bottlenecks are FasterNet blocks (PConv, PWConv c/2 -> e·c/2 with BN and
+        /// SiLU, PWConv back, shortcut): the usual "C2f_Faster" of YOLO PConv ports.
+        C2fFaster = "c2f_faster",
     }
 );
 
 word_enum!(
-    /// Activation of the FasterNet block.
+    /// Activation of the FasterNet block (C2f and C2f_Faster always use SiLU, as YOLO does).
     Act, "activation" {
         Relu = "relu",
         /// Exact (erf) GELU, as PyTorch's nn.GELU().
         Gelu = "gelu",
+        /// x · sigmoid(x), YOLO's activation.
+        Silu = "silu",
     }
 );
 
@@ -98,6 +107,7 @@ impl Act {
         match self {
             Act::Relu => v.max(0.0),
             Act::Gelu => 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)),
+            Act::Silu => v / (1.0 + (-v).exp()),
         }
     }
 
@@ -105,6 +115,7 @@ impl Act {
         match self {
             Act::Relu => v.max(0.0),
             Act::Gelu => 0.5 * v * (1.0 + libm::erf(v * std::f64::consts::FRAC_1_SQRT_2)),
+            Act::Silu => v / (1.0 + (-v).exp()),
         }
     }
 }

@@ -44,6 +44,8 @@ fn color(op: OpKind) -> RGBColor {
         OpKind::DwPw => RGBColor(140, 86, 75),
         OpKind::GConvPw => RGBColor(227, 119, 194),
         OpKind::FasterNetBlock => RGBColor(188, 189, 34),
+        OpKind::C2f => RGBColor(127, 127, 127),
+        OpKind::C2fFaster => RGBColor(0, 0, 0),
     }
 }
 
@@ -51,7 +53,8 @@ fn color(op: OpKind) -> RGBColor {
 fn short(r: &Record) -> String {
     match r.op {
         OpKind::GConv | OpKind::GConvPw => format!("g{} k{}", r.groups.unwrap_or(0), r.kernel),
-        OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock => format!(
+        OpKind::C2f => format!("n={} k{}", r.bottlenecks.unwrap_or(1), r.kernel),
+        OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock | OpKind::C2fFaster => format!(
             "n{} k{}{}",
             r.n_div.unwrap_or(0),
             r.kernel,

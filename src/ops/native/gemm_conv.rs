@@ -122,6 +122,36 @@ pub(crate) unsafe fn matmul(
     )
 }
 
+/// One image's pointwise convolution: dst (m x hw) (+)= w (m x k) · src (k x hw), all dense,
+/// with the GEMM parallel on the current rayon pool.
+pub(crate) fn pointwise(
+    dst: &mut [f32],
+    w: &[f32],
+    src: &[f32],
+    (m, k, hw): (usize, usize, usize),
+    accumulate: bool,
+) {
+    assert!(dst.len() >= m * hw && src.len() >= k * hw && w.len() >= m * k);
+    let par = super::gemm_parallelism();
+    // SAFETY: dst is an exclusive borrow of at least m rows of hw floats.
+    unsafe {
+        matmul(
+            dst.as_mut_ptr(),
+            hw,
+            w,
+            src,
+            hw,
+            Gemm {
+                m,
+                n: hw,
+                k,
+                par,
+                accumulate,
+            },
+        )
+    }
+}
+
 /// Output rows per band: an im2col band of about BAND_FLOATS, at least MIN_BAND_COLUMNS
 /// wide; with several threads and fewer bands than threads, split further (while a band
 /// keeps MIN_PARALLEL_COLUMNS columns) so every thread gets one, in a count that divides

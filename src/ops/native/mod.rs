@@ -145,6 +145,28 @@ pub(crate) fn with_output(len: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32>
     v
 }
 
+/// GEMM parallelism for the current rayon pool.
+pub(crate) fn gemm_parallelism() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        1 => gemm::Parallelism::None,
+        threads => gemm::Parallelism::Rayon(threads),
+    }
+}
+
+/// Adds a per-channel bias and applies `act` in place to planes of `hw` values (channel i
+/// of the buffer takes `bias[i % bias.len()]`), vectorised, planes in parallel on the
+/// current pool.
+pub(crate) fn bias_act(buf: &mut [f32], bias: &[f32], hw: usize, act: crate::ops::Act) {
+    use rayon::prelude::*;
+    let one =
+        |(i, plane): (usize, &mut [f32])| simd::bias_act_plane(plane, bias[i % bias.len()], act);
+    if rayon::current_num_threads() > 1 {
+        buf.par_chunks_mut(hw).enumerate().for_each(one);
+    } else {
+        buf.chunks_mut(hw).enumerate().for_each(one);
+    }
+}
+
 /// The f32 data of a contiguous input, as every native kernel wants it.
 pub(crate) fn f32_input<'a>(
     storage: &'a CpuStorage,
@@ -225,6 +247,7 @@ mod tests {
             forward: (kind == OpKind::PConv).then_some(fwd),
             expansion: None,
             act: None,
+            bottlenecks: None,
             map: map.parse().unwrap(),
         }
     }

@@ -1,0 +1,533 @@
+//! YOLOv8's C2f block and its FasterNet variant, with forward (candle and native), cost model,
+//! weights and naive reference side by side.
+//!
+//! C2f(c -> c, n), as ultralytics builds it with its default e = 0.5 (c_ = c / 2):
+//! cv1 = Conv1x1(c -> 2·c_); split into halves y0, y1; y_{i+1} = bottleneck_i(y_i) for
+//! i = 1..n; cv2 = Conv1x1((2 + n)·c_ -> c) over the concat [y0, y1, ..., y_{n+1}]. Every
+//! ultralytics `Conv` is conv + BN + SiLU; BN is folded here (inference).
+//! - `c2f`: the bottleneck is y + Conv_kxk(Conv_kxk(y)) (shortcut on, as in the backbone).
+//! - `c2f_faster`: the bottleneck is a FasterNet block on c_ channels (PConv, PWConv
+//!   c_ -> e·c_ with BN and SiLU, PWConv back, shortcut), the "C2f_Faster" of YOLO ports.
+
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Shape, Tensor};
+use rand::Rng;
+
+use super::block::{self, candle_act, CandleBlock, NativeBlock};
+use super::native::gemm_conv::pointwise;
+use super::native::{self, NativeLayer};
+use super::{
+    tensor_from, Act, Copies, Dtype, FeatureMap, Implementation, LayerCost, LayerWeights, OpKind,
+    OpSpec, Stack,
+};
+use crate::error::{Error, Result};
+
+/// Every ultralytics `Conv` ends in SiLU.
+const ACT: Act = Act::Silu;
+
+/// c_ = c / 2: the width of each half and of every bottleneck.
+pub fn hidden(spec: &OpSpec) -> usize {
+    spec.map.c / 2
+}
+
+fn bottleneck_count(spec: &OpSpec) -> usize {
+    spec.bottlenecks.unwrap_or(1)
+}
+
+/// Weight sets per C2f: cv1 (weight, bias), four per bottleneck, cv2 (weight, bias).
+pub fn weight_sets(spec: &OpSpec) -> usize {
+    4 + 4 * bottleneck_count(spec)
+}
+
+/// The bottleneck's own spec on c_ channels: its k x k Conv (`c2f`, two per bottleneck) or
+/// its FasterNet block (`c2f_faster`).
+pub fn bottleneck(spec: &OpSpec) -> OpSpec {
+    let map = FeatureMap {
+        c: hidden(spec),
+        ..spec.map
+    };
+    match spec.kind {
+        OpKind::C2fFaster => OpSpec {
+            kind: OpKind::FasterNetBlock,
+            act: Some(ACT),
+            bottlenecks: None,
+            map,
+            ..spec.clone()
+        },
+        _ => OpSpec {
+            kind: OpKind::Conv,
+            kernel: spec.kernel,
+            groups: None,
+            n_div: None,
+            forward: None,
+            expansion: None,
+            act: None,
+            bottlenecks: None,
+            map,
+        },
+    }
+}
+
+pub fn validate(spec: &OpSpec) -> Result<()> {
+    let kind = spec.kind;
+    let n = spec.bottlenecks.unwrap_or(0);
+    if n == 0 {
+        return Err(Error::Invalid(format!(
+            "{n} bottlenecks for {kind}: allowed is n >= 1 (YOLOv8 uses 1 to 6)"
+        )));
+    }
+    let c = spec.map.c;
+    if c < 2 || !c.is_multiple_of(2) {
+        return Err(Error::Invalid(format!(
+            "{kind} splits the {c} channels of {} into two halves of c/2: allowed are even channel counts",
+            spec.map
+        )));
+    }
+    if kind == OpKind::C2fFaster {
+        let (d, half) = (spec.n_div.unwrap_or(0), hidden(spec));
+        if d == 0 || half % d != 0 {
+            return Err(Error::Invalid(format!(
+                "n_div {d} does not divide the {half} channels (c/2 of {}) of {kind}'s FasterNet bottlenecks: allowed are divisors of {half}",
+                spec.map
+            )));
+        }
+    }
+    bottleneck(spec).validate()
+}
+
+pub fn variant(spec: &OpSpec) -> String {
+    format!(
+        "n={} {}",
+        bottleneck_count(spec),
+        bottleneck(spec).variant()
+    )
+}
+
+/// A 1x1 conv cin -> cout with its (folded-BN) bias on `hw` pixels.
+fn pointwise_cost(cin: u64, cout: u64, hw: u64) -> LayerCost {
+    LayerCost {
+        macs: hw * cin * cout,
+        activation_elements: hw * (cin + cout),
+        weight_elements: cin * cout + cout,
+    }
+}
+
+fn add(a: LayerCost, b: LayerCost) -> LayerCost {
+    LayerCost {
+        macs: a.macs + b.macs,
+        activation_elements: a.activation_elements + b.activation_elements,
+        weight_elements: a.weight_elements + b.weight_elements,
+    }
+}
+
+/// cv1 + n bottlenecks + cv2. A `c2f` bottleneck is two k x k convs with biases plus its
+/// shortcut add (read two c_ tensors, write one); bias and SiLU are applied in place and move
+/// nothing extra. The concat moves nothing in the model: each part is written where cv2
+/// reads it (what an implementation copies is reported as its copies).
+pub fn cost(spec: &OpSpec) -> LayerCost {
+    let (c, half) = (spec.map.c as u64, hidden(spec) as u64);
+    let hw = (spec.map.h * spec.map.w) as u64;
+    let n = bottleneck_count(spec) as u64;
+    let inner = bottleneck(spec);
+    let one = match spec.kind {
+        OpKind::C2fFaster => inner.cost(),
+        _ => {
+            let conv = inner.cost();
+            LayerCost {
+                macs: 2 * conv.macs,
+                activation_elements: 2 * conv.activation_elements + 3 * hw * half,
+                weight_elements: 2 * (conv.weight_elements + half),
+            }
+        }
+    };
+    let bottlenecks = LayerCost {
+        macs: n * one.macs,
+        activation_elements: n * one.activation_elements,
+        weight_elements: n * one.weight_elements,
+    };
+    add(
+        add(pointwise_cost(c, 2 * half, hw), bottlenecks),
+        pointwise_cost((2 + n) * half, c, hw),
+    )
+}
+
+/// A conv with a random BN folded in, as two weight sets (weight, bias).
+fn conv_bn(shape: [usize; 4], rng: &mut impl Rng) -> [LayerWeights; 2] {
+    let (w, b) = block::random_conv_bn(shape[0], shape[1] * shape[2] * shape[3], 1.0, rng);
+    [
+        LayerWeights { shape, data: w },
+        LayerWeights {
+            shape: [shape[0], 1, 1, 1],
+            data: b,
+        },
+    ]
+}
+
+/// One C2f's weight sets, in the order of `weight_sets`.
+pub fn random_weights(spec: &OpSpec, rng: &mut impl Rng) -> Vec<LayerWeights> {
+    let (c, half, k) = (spec.map.c, hidden(spec), spec.kernel);
+    let n = bottleneck_count(spec);
+    let inner = bottleneck(spec);
+    let mut sets: Vec<LayerWeights> = conv_bn([2 * half, c, 1, 1], rng).into();
+    for _ in 0..n {
+        match spec.kind {
+            OpKind::C2fFaster => sets.extend(block::random_weights(&inner, rng)),
+            _ => {
+                sets.extend(conv_bn([half, half, k, k], rng));
+                sets.extend(conv_bn([half, half, k, k], rng));
+            }
+        }
+    }
+    sets.extend(conv_bn([c, (2 + n) * half, 1, 1], rng));
+    sets
+}
+
+/// f64 act(W·x + b) for a 1x1 conv cin -> cout on one image of `hw` pixels.
+fn reference_pointwise(w: &[f64], b: &[f64], x: &[f64], cout: usize, hw: usize) -> Vec<f64> {
+    let cin = x.len() / hw;
+    let mut y = vec![0.0; cout * hw];
+    for (o, plane) in y.chunks_mut(hw).enumerate() {
+        for i in 0..cin {
+            let wv = w[o * cin + i];
+            for (p, v) in plane.iter_mut().enumerate() {
+                *v += wv * x[i * hw + p];
+            }
+        }
+        plane.iter_mut().for_each(|v| *v = ACT.apply_f64(*v + b[o]));
+    }
+    y
+}
+
+/// f64 act(conv_kxk(x) + b) for one image of c_ channels (`inner` is the Conv's spec).
+fn reference_conv(inner: &OpSpec, w: &[f64], b: &[f64], x: &[f64]) -> Vec<f64> {
+    let hw = inner.map.h * inner.map.w;
+    let mut y = crate::verify::reference_forward(inner, w, x, 1);
+    for (o, plane) in y.chunks_mut(hw).enumerate() {
+        plane.iter_mut().for_each(|v| *v = ACT.apply_f64(*v + b[o]));
+    }
+    y
+}
+
+/// f64 reference of one C2f on `batch` images; `w` are the weight sets of `random_weights`
+/// (dtype-rounded).
+pub fn reference(spec: &OpSpec, w: &[Vec<f64>], x: &[f64], batch: usize) -> Vec<f64> {
+    let (c, half, hw) = (spec.map.c, hidden(spec), spec.map.h * spec.map.w);
+    let n = bottleneck_count(spec);
+    let inner = bottleneck(spec);
+    let mut out = Vec::with_capacity(x.len());
+    for xb in x.chunks(c * hw).take(batch) {
+        let mut parts = reference_pointwise(&w[0], &w[1], xb, 2 * half, hw);
+        for i in 0..n {
+            let src = parts[(1 + i) * half * hw..].to_vec();
+            let ws = &w[2 + 4 * i..6 + 4 * i];
+            let y = match spec.kind {
+                OpKind::C2fFaster => block::reference(&inner, ws, &src, 1),
+                _ => {
+                    let t = reference_conv(&inner, &ws[0], &ws[1], &src);
+                    let t = reference_conv(&inner, &ws[2], &ws[3], &t);
+                    src.iter().zip(&t).map(|(a, b)| a + b).collect()
+                }
+            };
+            parts.extend(y);
+        }
+        out.extend(reference_pointwise(
+            &w[2 + 4 * n],
+            &w[3 + 4 * n],
+            &parts,
+            c,
+            hw,
+        ));
+    }
+    out
+}
+
+/// A `c2f` bottleneck on stock candle ops.
+struct CandleBottleneck {
+    wa: Tensor,
+    ba: Tensor,
+    wb: Tensor,
+    bb: Tensor,
+    padding: usize,
+}
+
+impl Module for CandleBottleneck {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let conv = |x: &Tensor, w: &Tensor, b: &Tensor| {
+            candle_act(&x.conv2d(w, self.padding, 1, 1, 1)?.broadcast_add(b)?, ACT)
+        };
+        x + conv(&conv(x, &self.wa, &self.ba)?, &self.wb, &self.bb)?
+    }
+}
+
+/// C2f on stock candle ops: conv2d, narrow (the split), cat, broadcast_add, silu.
+struct CandleC2f {
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+    m: Vec<Box<dyn Module + Send + Sync>>,
+    half: usize,
+}
+
+impl Module for CandleC2f {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = candle_act(
+            &x.conv2d(&self.w1, 0, 1, 1, 1)?.broadcast_add(&self.b1)?,
+            ACT,
+        )?;
+        let mut ys = vec![
+            y.narrow(1, 0, self.half)?,
+            y.narrow(1, self.half, self.half)?,
+        ];
+        for m in &self.m {
+            let next = m.forward(&ys[ys.len() - 1])?;
+            ys.push(next);
+        }
+        let cat = Tensor::cat(&ys, 1)?;
+        candle_act(
+            &cat.conv2d(&self.w2, 0, 1, 1, 1)?.broadcast_add(&self.b2)?,
+            ACT,
+        )
+    }
+}
+
+/// A bottleneck on the native kernels, reading c_ channels and writing c_ channels of one
+/// image, both slices of the C2f's concat buffer.
+enum NativeBottleneck {
+    Conv {
+        a: NativeLayer,
+        ba: Vec<f32>,
+        b: NativeLayer,
+        bb: Vec<f32>,
+    },
+    Faster(NativeBlock),
+}
+
+impl NativeBottleneck {
+    fn run(&self, src: &[f32], dst: &mut [f32], h: usize, w: usize) {
+        match self {
+            NativeBottleneck::Conv { a, ba, b, bb } => {
+                let mut t = native::with_output(src.len(), |t| a.run(src, t, 1, h, w));
+                native::bias_act(&mut t, ba, h * w, ACT);
+                b.run(&t, dst, 1, h, w);
+                native::bias_act(dst, bb, h * w, ACT);
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+            }
+            NativeBottleneck::Faster(block) => block.run(src, dst, 1, h, w),
+        }
+    }
+}
+
+/// C2f on the native kernels. Per image, cv1 writes both halves into one concat buffer, each
+/// bottleneck reads its predecessor's slice and writes the next, and cv2 reads the whole
+/// buffer: the split and the concat copy nothing.
+struct NativeC2f {
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    m: Vec<NativeBottleneck>,
+    half: usize,
+}
+
+impl CustomOp1 for NativeC2f {
+    fn name(&self) -> &'static str {
+        "pconv-bench-native-c2f"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = native::f32_input(storage, layout)?;
+        let (_, c, h, w) = layout.shape().dims4()?;
+        let (hw, half) = (h * w, self.half);
+        let cat = (2 + self.m.len()) * half;
+        let out = native::with_output(x.len(), |out| {
+            for (xb, ob) in x.chunks(c * hw).zip(out.chunks_mut(c * hw)) {
+                let buf = native::with_output(cat * hw, |buf| {
+                    let halves = &mut buf[..2 * half * hw];
+                    pointwise(halves, &self.w1, xb, (2 * half, c, hw), false);
+                    native::bias_act(halves, &self.b1, hw, ACT);
+                    for (i, m) in self.m.iter().enumerate() {
+                        let (done, rest) = buf.split_at_mut((2 + i) * half * hw);
+                        m.run(&done[(1 + i) * half * hw..], &mut rest[..half * hw], h, w);
+                    }
+                });
+                pointwise(ob, &self.w2, &buf, (c, cat, hw), false);
+                native::bias_act(ob, &self.b2, hw, ACT);
+            }
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+impl Module for NativeC2f {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.apply_op1_no_bwd(self)
+    }
+}
+
+/// One C2f from its weight sets.
+fn layer(
+    spec: &OpSpec,
+    implementation: Implementation,
+    w: &[LayerWeights],
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Box<dyn Module + Send + Sync>> {
+    let (half, n) = (hidden(spec), bottleneck_count(spec));
+    let inner = bottleneck(spec);
+    let (cv1, m, cv2) = (&w[..2], &w[2..2 + 4 * n], &w[2 + 4 * n..]);
+    if implementation == Implementation::Native {
+        let m = m
+            .chunks(4)
+            .map(|s| match spec.kind {
+                OpKind::C2fFaster => NativeBottleneck::Faster(block::native_block(&inner, s)),
+                _ => NativeBottleneck::Conv {
+                    a: NativeLayer::new(&inner, &s[0]),
+                    ba: s[1].data.clone(),
+                    b: NativeLayer::new(&inner, &s[2]),
+                    bb: s[3].data.clone(),
+                },
+            })
+            .collect();
+        return Ok(Box::new(NativeC2f {
+            w1: cv1[0].data.clone(),
+            b1: cv1[1].data.clone(),
+            w2: cv2[0].data.clone(),
+            b2: cv2[1].data.clone(),
+            m,
+            half,
+        }));
+    }
+    let t = |lw: &LayerWeights| tensor_from(lw.data.clone(), &lw.shape, device, dtype);
+    let bias =
+        |lw: &LayerWeights| tensor_from(lw.data.clone(), &[1, lw.shape[0], 1, 1], device, dtype);
+    let mut blocks: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(n);
+    for s in m.chunks(4) {
+        blocks.push(match spec.kind {
+            OpKind::C2fFaster => {
+                let b: CandleBlock = block::candle_block(&inner, s, device, dtype)?;
+                Box::new(b)
+            }
+            _ => Box::new(CandleBottleneck {
+                wa: t(&s[0])?,
+                ba: bias(&s[1])?,
+                wb: t(&s[2])?,
+                bb: bias(&s[3])?,
+                padding: spec.kernel / 2,
+            }),
+        });
+    }
+    Ok(Box::new(CandleC2f {
+        w1: t(&cv1[0])?,
+        b1: bias(&cv1[1])?,
+        w2: t(&cv2[0])?,
+        b2: bias(&cv2[1])?,
+        m: blocks,
+        half,
+    }))
+}
+
+/// What one C2f copies beyond the model: candle's cat of all (2 + n)·c_ channels (the
+/// split is a view), and the FasterNet bottlenecks' PConv copies.
+fn copies(spec: &OpSpec, implementation: Implementation) -> Copies {
+    let (half, n) = (hidden(spec) as u64, bottleneck_count(spec) as u64);
+    let hw = (spec.map.h * spec.map.w) as u64;
+    let mut parts = Vec::new();
+    let mut elements = 0;
+    if implementation != Implementation::Native {
+        elements += 2 * (2 + n) * half * hw;
+        parts.push(format!(
+            "cat copies all (2 + n)·c/2 = {} channels",
+            (2 + n) * half
+        ));
+    }
+    if spec.kind == OpKind::C2fFaster {
+        let inner = block::copies(&bottleneck(spec), implementation);
+        elements += n * inner.elements_per_image;
+        parts.push(format!(
+            "each of the {n} bottlenecks: {}",
+            inner.description
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("none: split and concat are slices of one buffer".into());
+    }
+    Copies {
+        elements_per_image: elements,
+        description: format!("{}; BN folded into every conv", parts.join("; ")),
+    }
+}
+
+/// Builds `weights.len() / weight_sets(spec)` stacked C2f blocks.
+pub fn build(
+    spec: &OpSpec,
+    implementation: Implementation,
+    weights: &[LayerWeights],
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Stack> {
+    let layers = weights
+        .chunks(weight_sets(spec))
+        .map(|w| layer(spec, implementation, w, device, dtype))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Stack {
+        layers,
+        copies: copies(spec, implementation),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: OpKind, map: &str, n: usize) -> OpSpec {
+        OpSpec {
+            kind,
+            kernel: 3,
+            groups: None,
+            n_div: (kind == OpKind::C2fFaster).then_some(4),
+            forward: (kind == OpKind::C2fFaster).then_some(super::super::PConvForward::SplitCat),
+            expansion: (kind == OpKind::C2fFaster).then_some(2),
+            act: (kind == OpKind::C2fFaster).then_some(Act::Silu),
+            bottlenecks: Some(n),
+            map: map.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn cost_is_two_pointwise_convs_plus_n_bottlenecks() {
+        // c = 64, c_ = 32, n = 2, 8x8: cv1 64->64, two bottlenecks of two 3x3 32->32, cv2 128->64.
+        let s = spec(OpKind::C2f, "64x8x8", 2);
+        let c = cost(&s);
+        assert_eq!(c.macs, 64 * (64 * 64 + 2 * 2 * 9 * 32 * 32 + 128 * 64));
+        assert_eq!(
+            c.weight_elements,
+            (64 * 64 + 64) + 2 * 2 * (9 * 32 * 32 + 32) + (128 * 64 + 64)
+        );
+        assert_eq!(variant(&s), "n=2 3x3");
+        // c2f_faster: the FasterNet block on 32 channels (c_p = 8, hidden 64) replaces the
+        // two 3x3 convs.
+        let f = spec(OpKind::C2fFaster, "64x8x8", 2);
+        assert_eq!(
+            cost(&f).macs,
+            64 * (64 * 64 + 2 * (9 * 8 * 8 + 2 * 32 * 64) + 128 * 64)
+        );
+        assert_eq!(variant(&f), "n=2 3x3 n_div=4 split_cat e2 silu");
+        assert!(cost(&f).macs < c.macs);
+    }
+
+    #[test]
+    fn bad_widths_and_counts_are_refused_with_the_value() {
+        let msg = |s: OpSpec| validate(&s).unwrap_err().to_string();
+        assert!(msg(spec(OpKind::C2f, "64x8x8", 0)).contains("0 bottlenecks"));
+        assert!(msg(spec(OpKind::C2f, "63x8x8", 1)).contains("63 channels"));
+        // c/2 = 30 is not divisible by n_div 4.
+        let m = msg(spec(OpKind::C2fFaster, "60x8x8", 1));
+        assert!(m.contains("n_div 4") && m.contains("30 channels"), "{m}");
+        assert!(validate(&spec(OpKind::C2fFaster, "64x8x8", 3)).is_ok());
+        assert_eq!(weight_sets(&spec(OpKind::C2f, "64x8x8", 3)), 16);
+    }
+}
