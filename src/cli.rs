@@ -40,7 +40,19 @@ pub enum Command {
     /// confidence interval, and a regression verdict (exit 1 when anything regressed).
     #[command(after_help = COMPARE_EXAMPLES)]
     Compare(CompareArgs),
+    /// Verify, then time, whole FasterNet classifiers (T0 .. L) with random weights: latency,
+    /// and MACs beside the paper's FLOPs.
+    #[command(after_help = MODEL_EXAMPLES)]
+    Model(ModelArgs),
 }
+
+const MODEL_EXAMPLES: &str = "Examples:
+  pconv-bench model fasternet-t0                     # 224x224, batch 1, 1 thread, native and candle
+  pconv-bench model fasternet-t0 fasternet-t1 fasternet-t2 --json results/models.json
+  pconv-bench model fasternet-s --resolution 256 --impl native --threads 2
+
+MACs are counted as the paper's FLOPs are (fvcore on the eval-mode model: convolutions and the
+Linear, plus 2 per BatchNorm output and 1 per pooled element) and must be within 1% of them.";
 
 const SWEEP_EXAMPLES: &str = "Examples:
   pconv-bench sweep                                  # configs/sweep.toml: 160 points, ~4 min
@@ -295,6 +307,48 @@ pub struct SweepArgs {
     /// Run a sweep of more than 2,000 points.
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Networks: fasternet-t0, fasternet-t1, fasternet-t2, fasternet-s, fasternet-m,
+    /// fasternet-l (several, space-separated).
+    #[arg(required = true, value_name = "MODEL", value_parser = arch)]
+    pub models: Vec<&'static crate::model::Arch>,
+    /// Input side in pixels (a multiple of 32, at least 96); the paper uses 224.
+    #[arg(long, default_value_t = crate::model::PAPER_RESOLUTION, value_parser = positive)]
+    pub resolution: usize,
+    /// Implementations: native, candle.
+    #[arg(long = "impl", value_delimiter = ',', default_value = "native,candle")]
+    pub implementations: Vec<Implementation>,
+    /// Device (cpu in this version).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Images per forward.
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    pub batch: usize,
+    /// CPU threads.
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    pub threads: usize,
+    /// Warm-up time per network (at least 3 runs), e.g. 1 or 500ms.
+    #[arg(long = "warmup-time", value_parser = seconds, default_value = "1", value_name = "SECONDS")]
+    pub warmup_time: f64,
+    /// Measurement time per network (at least 10 samples).
+    #[arg(long = "measure-time", value_parser = seconds, default_value = "3", value_name = "SECONDS")]
+    pub measure_time: f64,
+    /// Seed of the random weights and inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the results as JSON (atomically) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// No informational messages on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn arch(s: &str) -> Result<&'static crate::model::Arch, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]

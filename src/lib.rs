@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod measure;
 pub mod metadata;
+pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod progress;

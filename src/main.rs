@@ -29,6 +29,7 @@ fn main() {
         Command::Report(args) => commands::report::execute(args),
         Command::Calibrate(args) => commands::calibrate::execute(args),
         Command::Compare(args) => commands::compare::execute(args),
+        Command::Model(args) => commands::model::execute(args, argv),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -54,10 +54,7 @@ fn bad_inputs_exit_2_with_one_line_and_leave_results_alone() {
             vec!["--ops", "fasternet_block", "--act", "swish"],
             "'swish'".into(),
         ),
-        (
-            vec!["--ops", "c2f", "--bottlenecks", "0"],
-            "'0'".into(),
-        ),
+        (vec!["--ops", "c2f", "--bottlenecks", "0"], "'0'".into()),
         (
             vec!["--ops", "c2f", "--shapes", "63x8x8"],
             "the 63 channels of 63x8x8".into(),

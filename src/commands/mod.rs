@@ -3,6 +3,7 @@
 pub mod calibrate;
 pub mod compare;
 pub mod measure;
+pub mod model;
 pub mod report;
 pub mod run;
 pub mod sweep;

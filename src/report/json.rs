@@ -39,6 +39,11 @@ pub fn read(path: &Path) -> Result<RunResult> {
                 "'{shown}' is not a pconv-bench result (no schema_version / tool.name)"
             ))
         })?;
+    if value.get("mode").and_then(|m| m.as_str()) == Some("model") {
+        return Err(Error::Invalid(format!(
+            "'{shown}' holds `pconv-bench model` results: report and compare read the results of run and sweep"
+        )));
+    }
     if version > u64::from(SCHEMA_VERSION) {
         return Err(Error::Invalid(format!(
             "'{shown}' has schema_version {version}, newer than this tool reads ({SCHEMA_VERSION}): upgrade pconv-bench"

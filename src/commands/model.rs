@@ -1,0 +1,278 @@
+//! `pconv-bench model`: whole FasterNet classifiers, verified against the f64 reference at a
+//! small resolution, then timed at the asked one; MACs beside the paper's FLOPs.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::ModelArgs;
+use crate::config::DeviceSpec;
+use crate::error::{CandleContext, Error, Result};
+use crate::measure::{self, Budget, Summary};
+use crate::metadata::{self, DeviceInfo, ToolInfo};
+use crate::model::{self, Model, ModelCost, Weights, MIN_RESOLUTION};
+use crate::ops::{Act, Dtype, Implementation};
+use crate::record::Warmup;
+use crate::report;
+
+/// Version of the `model` results schema.
+pub const MODEL_SCHEMA_VERSION: u32 = 1;
+
+/// Images in the verification batch (more than one, so batch strides are exercised).
+const VERIFY_BATCH: usize = 2;
+
+/// A `pconv-bench model` results file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelResult {
+    pub schema_version: u32,
+    /// Always `model`.
+    pub mode: String,
+    pub tool: ToolInfo,
+    pub created_at: String,
+    pub command: Vec<String>,
+    pub device: DeviceInfo,
+    pub threads: usize,
+    pub dtype: Dtype,
+    pub seed: u64,
+    pub records: Vec<ModelRecord>,
+}
+
+/// How one network's output compared with the f64 reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVerification {
+    /// Side of the verification input (the smallest allowed, to keep the reference fast).
+    pub resolution: usize,
+    pub batch: usize,
+    /// max |logit - ref| / max |ref| over the batch.
+    pub max_rel_err: f64,
+    pub tolerance: f64,
+}
+
+/// One network in one implementation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub model: String,
+    pub resolution: usize,
+    pub implementation: Implementation,
+    pub batch: usize,
+    pub embed_dim: usize,
+    pub depths: [usize; 4],
+    pub act: Act,
+    /// Per image.
+    pub cost: ModelCost,
+    /// The paper's FLOPs at 224x224, G (only comparable at resolution 224).
+    pub paper_gflops: f64,
+    /// fvcore_flops / paper - 1 at resolution 224, else null.
+    pub flops_vs_paper: Option<f64>,
+    pub verification: ModelVerification,
+    pub warmup: Warmup,
+    pub stats: Summary,
+    /// batch / median latency.
+    pub images_per_s: f64,
+    /// conv_linear_macs · batch / median latency, GMAC/s.
+    pub gmacs_per_s: f64,
+    /// Every timed forward, ms, in order.
+    pub samples_ms: Vec<f64>,
+}
+
+/// Runs every network of `args` at the verification resolution and checks it against the
+/// f64 reference.
+fn verify(
+    arch: &'static model::Arch,
+    implementation: Implementation,
+    seed: u64,
+    device: &candle_core::Device,
+) -> Result<ModelVerification> {
+    let small = Model::new(arch, MIN_RESOLUTION)?;
+    let weights = Weights::random(&small, seed);
+    let x = model::random_input(&small, VERIFY_BATCH, seed);
+    let net = model::build(&small, &weights, implementation, device)?;
+    let y = model::forward_host(net.as_ref(), &small, &x, VERIFY_BATCH, device)?;
+    let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    let reference = model::reference(&small, &weights, &wide(&x), VERIFY_BATCH);
+    let (_, rel) = crate::verify::compare(&wide(&y), &reference);
+    let tolerance = crate::verify::tolerance(Dtype::F32);
+    if rel.is_nan() || rel > tolerance {
+        return Err(Error::Verification(format!(
+            "{} ({implementation}) at {MIN_RESOLUTION}x{MIN_RESOLUTION}: max relative error {rel:.3e} against the f64 reference exceeds the f32 tolerance {tolerance:.0e}",
+            arch.name
+        )));
+    }
+    Ok(ModelVerification {
+        resolution: MIN_RESOLUTION,
+        batch: VERIFY_BATCH,
+        max_rel_err: rel,
+        tolerance,
+    })
+}
+
+fn time(
+    m: &Model,
+    implementation: Implementation,
+    args: &ModelArgs,
+    device: &candle_core::Device,
+) -> Result<measure::Measurement> {
+    let weights = Weights::random(m, args.seed);
+    let net = model::build(m, &weights, implementation, device)?;
+    let r = m.resolution;
+    let x = crate::ops::tensor_from(
+        model::random_input(m, args.batch, args.seed),
+        &[args.batch, 3, r, r],
+        device,
+        Dtype::F32,
+    )?;
+    let budget = Budget::new(args.warmup_time, args.measure_time);
+    measure::measure(
+        &budget,
+        || net.forward(&x).map(drop),
+        || device.synchronize(),
+    )
+    .context(|| format!("timing {} ({implementation})", m.arch.name))
+}
+
+fn table(records: &[ModelRecord]) -> String {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "model",
+        "impl",
+        "input",
+        "params (M)",
+        "GFLOPs (fvcore)",
+        "paper GFLOPs",
+        "vs paper",
+        "median ms ± IQR",
+        "img/s",
+        "GMAC/s",
+        "verified (rel err)",
+    ]);
+    for r in records {
+        let cells = vec![
+            r.model.clone(),
+            r.implementation.to_string(),
+            format!("{}x{}x{}x{}", r.batch, 3, r.resolution, r.resolution),
+            format!("{:.2}", r.cost.params as f64 / 1e6),
+            format!("{:.4}", r.cost.fvcore_flops as f64 / 1e9),
+            format!("{:.2}", r.paper_gflops),
+            r.flops_vs_paper
+                .map_or("- (not 224)".into(), |d| format!("{:+.2}%", d * 100.0)),
+            format!(
+                "{:.3} ± {:.3}{}",
+                r.stats.median_ms,
+                r.stats.iqr_ms,
+                if r.stats.noisy { " noisy" } else { "" }
+            ),
+            format!("{:.1}", r.images_per_s),
+            format!("{:.1}", r.gmacs_per_s),
+            format!("{:.1e}", r.verification.max_rel_err),
+        ];
+        t.add_row(cells.into_iter().enumerate().map(|(i, s)| {
+            let c = Cell::new(s);
+            if i >= 3 {
+                c.set_alignment(CellAlignment::Right)
+            } else {
+                c
+            }
+        }));
+    }
+    format!(
+        "{t}\nGFLOPs (fvcore): per image, as the paper counts FLOPs (multiply-adds of the convolutions and the Linear, plus 2 per BatchNorm output and 1 per pooled element). GMAC/s: convolution and Linear multiply-adds per second.\nBN is folded into the convolutions for inference. The paper's CPU latencies are not in this tool's reference (REFERENCE.md), so none is printed beside ours.\nverified: logits of a {VERIFY_BATCH}-image batch at {MIN_RESOLUTION}x{MIN_RESOLUTION} against an f64 reference of the same network.\n"
+    )
+}
+
+pub fn execute(args: &ModelArgs, argv: Vec<String>) -> Result<i32> {
+    // Every input is checked before the first measurement.
+    let models = args
+        .models
+        .iter()
+        .map(|a| Model::new(a, args.resolution))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, imp) in args.implementations.iter().enumerate() {
+        if let Some(why) = imp.not_runnable_here() {
+            return Err(Error::Invalid(why));
+        }
+        if args.implementations[..i].contains(imp) {
+            return Err(Error::Invalid(format!(
+                "impl lists '{imp}' twice: give each value once"
+            )));
+        }
+    }
+    if let Some(p) = &args.json {
+        report::check_writable(p, "--json")?;
+    }
+    let device = crate::device::open(args.device)?;
+    if args.device != DeviceSpec::Cpu {
+        return Err(Error::Unsupported(format!(
+            "model runs on --device cpu in this version, not '{}'",
+            args.device
+        )));
+    }
+    crate::device::steady_allocator();
+    let pool = crate::device::pin_threads(args.threads)?;
+    let mut records = Vec::new();
+    for m in &models {
+        for &imp in &args.implementations {
+            if !args.quiet {
+                eprintln!(
+                    "{} ({imp}): verifying at {MIN_RESOLUTION}x{MIN_RESOLUTION}, then timing at {r}x{r}, batch {b}, {t} thread(s) ...",
+                    m.arch.name,
+                    r = m.resolution,
+                    b = args.batch,
+                    t = args.threads
+                );
+            }
+            let verification = pool.install(|| verify(m.arch, imp, args.seed, &device))?;
+            let meas = pool.install(|| time(m, imp, args, &device))?;
+            let stats = Summary::from_samples(&meas.samples_ms);
+            let cost = m.cost();
+            let per_s = 1e3 / stats.median_ms;
+            records.push(ModelRecord {
+                model: m.arch.name.into(),
+                resolution: m.resolution,
+                implementation: imp,
+                batch: args.batch,
+                embed_dim: m.arch.embed_dim,
+                depths: m.arch.depths,
+                act: m.arch.act,
+                cost,
+                paper_gflops: m.arch.paper_gflops,
+                flops_vs_paper: (m.resolution == model::PAPER_RESOLUTION)
+                    .then(|| cost.fvcore_flops as f64 / 1e9 / m.arch.paper_gflops - 1.0),
+                verification,
+                warmup: Warmup {
+                    runs: meas.warmup_runs,
+                    time_s: meas.warmup_time_s,
+                },
+                images_per_s: args.batch as f64 * per_s,
+                gmacs_per_s: cost.conv_linear_macs as f64 * args.batch as f64 * per_s / 1e9,
+                stats,
+                samples_ms: meas.samples_ms,
+            });
+        }
+    }
+    print!(
+        "{} threads={} f32, {}\n{}",
+        crate::device::info(args.device).name,
+        args.threads,
+        metadata::now_rfc3339(),
+        table(&records)
+    );
+    if let Some(path) = &args.json {
+        let result = ModelResult {
+            schema_version: MODEL_SCHEMA_VERSION,
+            mode: "model".into(),
+            tool: ToolInfo::current(),
+            created_at: metadata::now_rfc3339(),
+            command: argv,
+            device: crate::device::info(args.device),
+            threads: args.threads,
+            dtype: Dtype::F32,
+            seed: args.seed,
+            records,
+        };
+        let text = serde_json::to_string_pretty(&result).expect("results serialise") + "\n";
+        report::write_atomic(path, text.as_bytes())?;
+        if !args.quiet {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(0)
+}

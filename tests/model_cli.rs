@@ -1,0 +1,87 @@
+//! `pconv-bench model`: whole FasterNets through the real binary.
+
+mod common;
+
+use common::*;
+
+fn quick_model_args<'a>(json: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let defaults = [
+        ("--warmup-time", "0"),
+        ("--measure-time", "0"),
+        ("--json", json),
+    ];
+    args_with_defaults("model", &defaults, extra)
+}
+
+#[test]
+fn model_verifies_times_and_counts_macs_like_the_paper() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("m.json");
+    let js = j.to_str().unwrap();
+    let out = run(&quick_model_args(js, &["fasternet-t0"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("fasternet-t0") && table.contains("-0.58%"),
+        "{table}"
+    );
+    let v = read_json(&j);
+    assert_eq!(v["mode"], "model");
+    let records = v["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "native and candle");
+    for r in records {
+        // 0.3380 G against the paper's 0.34 G.
+        let flops = r["cost"]["fvcore_flops"].as_u64().unwrap();
+        assert!((337_000_000..339_000_000).contains(&flops), "{flops}");
+        assert!(r["flops_vs_paper"].as_f64().unwrap().abs() < 0.01);
+        assert!(r["verification"]["max_rel_err"].as_f64().unwrap() < 1e-4);
+        assert_eq!(r["verification"]["resolution"], 96);
+        let samples = r["samples_ms"].as_array().unwrap();
+        assert!(samples.len() >= 10 && r["stats"]["median_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(r["act"], "gelu");
+    }
+    // At another resolution there is no paper figure to compare with.
+    let out = run(&quick_model_args(
+        js,
+        &["fasternet-t2", "--resolution", "128", "--impl", "native"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = read_json(&j);
+    assert!(v["records"][0]["flops_vs_paper"].is_null());
+    assert_eq!(v["records"][0]["act"], "relu");
+    // report and compare say what such a file is instead of failing to parse it.
+    let out = run(&["report", js]);
+    assert_bad_input(
+        &out,
+        "report of a model file",
+        "`pconv-bench model` results",
+    );
+}
+
+#[test]
+fn bad_model_input_is_refused_and_leaves_results_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("m.json");
+    std::fs::write(&j, "earlier results").unwrap();
+    let js = j.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["fasternet-xl"], "'fasternet-xl'"),
+        (
+            vec!["fasternet-t0", "--resolution", "200"],
+            "resolution 200",
+        ),
+        (vec!["fasternet-t0", "--resolution", "64"], "resolution 64"),
+        (vec!["fasternet-t0", "--resolution", "0"], "'0'"),
+        (vec!["fasternet-t0", "--batch", "0"], "'0'"),
+        (vec!["fasternet-t0", "--impl", "torch"], "'torch'"),
+        (
+            vec!["fasternet-t0", "--impl", "native,native"],
+            "'native' twice",
+        ),
+    ];
+    for (extra, expect) in cases {
+        let out = run(&quick_model_args(js, &extra));
+        assert_bad_input(&out, &format!("{extra:?}"), expect);
+        assert_eq!(std::fs::read_to_string(&j).unwrap(), "earlier results");
+    }
+}
