@@ -224,6 +224,17 @@ pub struct SuiteArgs {
     /// Seed of the random weights and inputs.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// CUDA only: let f32 GEMMs use TF32 tensor cores (on, off; default off). Recorded.
+    #[arg(long, value_parser = on_off, value_name = "on|off")]
+    pub tf32: Option<bool>,
+}
+
+fn on_off(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("'{other}' is not allowed: give on or off")),
+    }
 }
 
 impl SuiteArgs {
@@ -247,6 +258,7 @@ impl SuiteArgs {
             warmup_time_s: self.warmup_time,
             measure_time_s: self.measure_time,
             seed: self.seed,
+            tf32: self.tf32,
         }
     }
 }

@@ -18,6 +18,11 @@ pub const TABLE1: (&str, &str) = (
 );
 
 /// The built-in default suite of `sweep`.
+/// The default suite of `run --device cuda`: Table 1 at the paper's GPU batch of 32.
+pub const TABLE1_CUDA: (&str, &str) = (
+    "configs/table1-cuda.toml",
+    include_str!("../configs/table1-cuda.toml"),
+);
 pub const SWEEP: (&str, &str) = ("configs/sweep.toml", include_str!("../configs/sweep.toml"));
 
 /// Where the operators run.
@@ -102,6 +107,9 @@ pub struct Suite {
     pub measure_time_s: f64,
     /// Seed of weights and inputs.
     pub seed: u64,
+    /// CUDA: let f32 GEMMs use TF32 tensor cores (candle's reduced-precision flag).
+    #[serde(default)]
+    pub tf32: bool,
 }
 
 fn default_expansion() -> Vec<usize> {
@@ -366,6 +374,7 @@ pub struct Overrides {
     pub warmup_time_s: Option<f64>,
     pub measure_time_s: Option<f64>,
     pub seed: Option<u64>,
+    pub tf32: Option<bool>,
 }
 
 impl Suite {
@@ -392,7 +401,8 @@ impl Suite {
             implementations,
             warmup_time_s,
             measure_time_s,
-            seed
+            seed,
+            tf32
         );
         self.validate().map_err(|e| Error::Invalid(e.message))?;
         Ok(self)
@@ -426,10 +436,17 @@ mod tests {
             "configs/ci.toml",
             "configs/blocks.toml",
             "configs/sweep.toml",
+            "configs/table1-cuda.toml",
         ] {
             let l = load(Some(Path::new(file))).unwrap_or_else(|e| panic!("{e}"));
             assert!(!l.suite.ops.is_empty(), "{file}");
         }
+        let cuda = parse(TABLE1_CUDA.0, TABLE1_CUDA.1).unwrap();
+        assert_eq!(
+            (cuda.suite.batch.as_slice(), cuda.suite.device),
+            (&[32][..], DeviceSpec::Cuda(0))
+        );
+        assert_eq!(cuda.references.len(), 16, "Table 1's references");
     }
 
     #[test]

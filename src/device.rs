@@ -32,11 +32,46 @@ fn open_cuda(ordinal: usize) -> Result<Device> {
     )))
 }
 
-/// What the results file says about the device.
+/// What the results file says about the device (the host CPU, plus the GPU on CUDA).
 pub fn info(spec: DeviceSpec) -> DeviceInfo {
     let mut info = DeviceInfo::cpu();
     info.kind = spec.to_string();
+    if let DeviceSpec::Cuda(ordinal) = spec {
+        info.gpu = gpu_info(ordinal);
+        if let Some(g) = &info.gpu {
+            info.name = g.name.clone();
+        }
+    }
     info
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_info(ordinal: usize) -> Option<crate::metadata::GpuInfo> {
+    use candle_core::cuda_backend::cudarc::driver::{sys, CudaContext};
+    let ctx = CudaContext::new(ordinal).ok()?;
+    let (major, minor) = ctx.compute_capability().ok()?;
+    let mut version = 0i32;
+    // SAFETY: cuDriverGetVersion writes one int; the driver is loaded (the context exists).
+    let driver = unsafe { sys::cuDriverGetVersion(&mut version) };
+    let driver_cuda_version = if driver == sys::CUresult::CUDA_SUCCESS {
+        format!("{}.{}", version / 1000, (version % 1000) / 10)
+    } else {
+        "unknown".into()
+    };
+    Some(crate::metadata::GpuInfo {
+        name: ctx.name().ok()?,
+        compute_capability: format!("{major}.{minor}"),
+        driver_cuda_version,
+        built_cuda_version: option_env!("CUDARC_CUDA_VERSION")
+            .and_then(|v| v.parse::<u32>().ok())
+            .map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10)),
+        memory_bytes: ctx.total_mem().ok()? as u64,
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_info(_ordinal: usize) -> Option<crate::metadata::GpuInfo> {
+    None
 }
 
 /// Pins the thread count candle's CPU kernels use: candle reads `RAYON_NUM_THREADS` on each
@@ -62,9 +97,9 @@ pub fn check_supported(
     if let Some(why) = implementation.not_runnable_here() {
         return Err(Error::Unsupported(why));
     }
-    if implementation == Implementation::Native && (device.is_cuda() || dtype != Dtype::F32) {
+    if implementation == Implementation::Native && dtype != Dtype::F32 {
         return Err(Error::Unsupported(format!(
-            "implementation native runs on cpu with dtype f32 only (asked: {} with {dtype}): use --impl candle for other dtypes",
+            "implementation native runs on {} with dtype f32 only (asked: {dtype}): use --impl candle for other dtypes",
             device_name(device)
         )));
     }

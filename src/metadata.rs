@@ -50,6 +50,22 @@ pub struct DeviceInfo {
     pub logical_cpus: usize,
     pub os: String,
     pub arch: String,
+    /// The GPU, on CUDA devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuInfo>,
+}
+
+/// What the CUDA driver says about the GPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuInfo {
+    pub name: String,
+    /// `major.minor`, e.g. 9.0 for H100 / H200.
+    pub compute_capability: String,
+    /// CUDA version the driver supports, e.g. 13.0.
+    pub driver_cuda_version: String,
+    /// CUDA toolkit the binary was built against (CUDARC_CUDA_VERSION at build time), if known.
+    pub built_cuda_version: Option<String>,
+    pub memory_bytes: u64,
 }
 
 impl DeviceInfo {
@@ -60,6 +76,7 @@ impl DeviceInfo {
             logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             os: std::env::consts::OS.into(),
             arch: std::env::consts::ARCH.into(),
+            gpu: None,
         }
     }
 }

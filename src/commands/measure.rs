@@ -149,6 +149,24 @@ pub fn execute(job: Job) -> Result<i32> {
             crate::device::check_supported(&device, implementation, dtype)?;
         }
     }
+    if device.is_cuda() {
+        candle_core::cuda::set_gemm_reduced_precision_f32(suite.tf32);
+        let cpu_only = points.iter().find(|p| {
+            p.implementation == crate::ops::Implementation::Native
+                && (p.spec.kind == crate::ops::OpKind::FasterNetBlock || p.spec.is_c2f())
+        });
+        if let Some(p) = cpu_only {
+            return Err(Error::Unsupported(format!(
+                "implementation native runs {} on cpu only: use --impl candle on {}",
+                p.spec.kind, suite.device
+            )));
+        }
+    } else if suite.tf32 {
+        return Err(Error::Invalid(format!(
+            "--tf32 on applies to CUDA GEMMs: allowed on device {} is off",
+            suite.device
+        )));
+    }
     if !args.quiet {
         let skipped = total - points.len();
         let resumed = if skipped > 0 {

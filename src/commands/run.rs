@@ -10,7 +10,11 @@ pub fn execute(args: &RunArgs, argv: Vec<String>) -> Result<i32> {
     measure::execute(Job {
         args: &args.measure,
         mode: Mode::Run,
-        builtin: config::TABLE1,
+        // The paper's protocols: batch 1 on CPU, batch 32 on the GPU.
+        builtin: match args.measure.suite.device {
+            Some(config::DeviceSpec::Cuda(_)) => config::TABLE1_CUDA,
+            _ => config::TABLE1,
+        },
         resume: None,
         yes: true,
         argv,

@@ -6,7 +6,11 @@
 //!   into one GEMM writing straight into the NCHW output (`gemm_conv`).
 //! - PConv `split_cat` writes the conv result and the untouched channels into one output;
 //!   `slicing` clones the input once and writes the conv result over its first c_p channels.
+//! - With `--features cuda`, the same layers run on the GPU (`cuda`): a direct grouped-conv
+//!   kernel and im2col + cuBLAS, compiled by NVRTC at run time.
 
+#[cfg(feature = "cuda")]
+mod cuda;
 mod direct;
 pub(crate) mod gemm_conv;
 pub mod simd;
@@ -43,6 +47,9 @@ pub struct NativeLayer {
     groups: usize,
     partial: usize,
     forward: PConvForward,
+    /// The weight on the GPU, uploaded on first use there.
+    #[cfg(feature = "cuda")]
+    gpu_weight: cuda::GpuWeight,
 }
 
 impl NativeLayer {
@@ -54,6 +61,8 @@ impl NativeLayer {
             groups: spec.conv_groups(),
             partial: spec.conv_channels(),
             forward: spec.forward.unwrap_or(PConvForward::SplitCat),
+            #[cfg(feature = "cuda")]
+            gpu_weight: Default::default(),
         }
     }
 
@@ -195,6 +204,15 @@ impl CustomOp1 for NativeLayer {
         let (n, _, h, w) = layout.shape().dims4()?;
         let out = with_output(x.len(), |out| self.run(x, out, n, h, w));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::forward(self, storage, layout)
     }
 }
 
