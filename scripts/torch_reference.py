@@ -209,7 +209,9 @@ def main():
         rec = dict(r)
         rec.update(
             implementation="torch",
-            device=str(dev) if dev.type == "cpu" else "cuda:0",
+            # The plan's own device label when it ran on this kind of device ("cuda" and
+            # "cuda:0" would otherwise not pair up in report and compare).
+            device=r["device"] if r["device"].split(":")[0] == dev.type else str(dev),
             cost=cost,
             verification={
                 "input": f"{r['batch']}x{c}x{h}x{w}", "max_abs_err": err, "max_rel_err": rel,
@@ -237,7 +239,8 @@ def main():
     )
     out["config"] = dict(plan["config"], impl=["torch"])
     if dev.type == "cuda":
-        out["device"] = dict(plan["device"], kind="cuda:0", name=torch.cuda.get_device_name(0))
+        kind = plan["device"]["kind"] if plan["device"]["kind"].startswith("cuda") else "cuda:0"
+        out["device"] = dict(plan["device"], kind=kind, name=torch.cuda.get_device_name(0))
     tmp = f"{args.json}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(out, f, indent=2)
