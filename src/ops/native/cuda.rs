@@ -11,7 +11,9 @@
 //!
 //! The kernels are CUDA C compiled at run time by NVRTC (once per process), so no nvcc is
 //! needed where the binary runs. TF32: the GEMM uses `CUBLAS_COMPUTE_32F_FAST_TF32` only when
-//! candle's `gemm_reduced_precision_f32` is on (`--tf32 on`).
+//! candle's `gemm_reduced_precision_f32` is on (`--tf32 on`). The source and each layer's
+//! plan of launches live in `gpu.rs`, where every build's tests run them on the CPU; this file
+//! only carries the plan out on the device.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys as blas_sys};
@@ -23,80 +25,10 @@ use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, Layout, Shape};
 use std::sync::OnceLock;
 
-use super::{uses_direct, Geometry, NativeLayer};
-use crate::ops::{OpKind, PConvForward};
+use super::gpu::{plan, GemmArgs, Grouped, Im2col, Step, SOURCE};
+use super::NativeLayer;
 
 const MODULE: &str = "pconv_bench_native";
-
-const SOURCE: &str = r#"
-extern "C" __global__ void pcb_grouped_conv(
-    const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
-    int n, int c, int h, int wd, int k, int groups, long long x_image, long long y_image)
-{
-    const long long total = (long long)n * c * h * wd;
-    const int cg = c / groups, pad = k / 2;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
-        const int ox = (int)(i % wd);
-        long long t = i / wd;
-        const int oy = (int)(t % h); t /= h;
-        const int oc = (int)(t % c);
-        const long long b = t / c;
-        const float* xb = x + b * x_image + (long long)(oc / cg) * cg * h * wd;
-        const float* wo = w + (long long)oc * cg * k * k;
-        float acc = 0.f;
-        for (int ic = 0; ic < cg; ++ic) {
-            const float* xp = xb + (long long)ic * h * wd;
-            const float* wp = wo + ic * k * k;
-            for (int ky = 0; ky < k; ++ky) {
-                const int iy = oy + ky - pad;
-                if (iy < 0 || iy >= h) continue;
-                for (int kx = 0; kx < k; ++kx) {
-                    const int ix = ox + kx - pad;
-                    if (ix >= 0 && ix < wd) acc = fmaf(__ldg(wp + ky * k + kx), __ldg(xp + iy * wd + ix), acc);
-                }
-            }
-        }
-        y[b * y_image + (long long)oc * h * wd + (long long)oy * wd + ox] = acc;
-    }
-}
-
-// col[b][(ic*k + ky)*k + kx][oy*wd + ox] for the first c channels of each image of x.
-extern "C" __global__ void pcb_im2col(
-    const float* __restrict__ x, float* __restrict__ col,
-    int n, int c, int h, int wd, int k, long long x_image)
-{
-    const long long hw = (long long)h * wd;
-    const long long rows = (long long)c * k * k;
-    const long long total = (long long)n * rows * hw;
-    const int pad = k / 2;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
-        const long long p = i % hw;
-        long long t = i / hw;
-        const int row = (int)(t % rows);
-        const long long b = t / rows;
-        const int kx = row % k, ky = (row / k) % k, ic = row / (k * k);
-        const int oy = (int)(p / wd), ox = (int)(p % wd);
-        const int iy = oy + ky - pad, ix = ox + kx - pad;
-        col[i] = (iy >= 0 && iy < h && ix >= 0 && ix < wd)
-            ? __ldg(x + b * x_image + (long long)ic * hw + (long long)iy * wd + ix) : 0.f;
-    }
-}
-
-// y[b][from .. from + count) = x[b][from .. from + count) for images of `image` elements.
-extern "C" __global__ void pcb_copy_range(
-    const float* __restrict__ x, float* __restrict__ y,
-    int n, long long from, long long count, long long image)
-{
-    const long long total = (long long)n * count;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
-        const long long off = (i / count) * image + from + i % count;
-        y[off] = x[off];
-    }
-}
-"#;
 
 /// The PTX of `SOURCE`, compiled once per process.
 fn ptx() -> candle_core::Result<&'static str> {
@@ -134,77 +66,60 @@ fn weight<'a>(layer: &'a NativeLayer, dev: &CudaDevice) -> candle_core::Result<&
     Ok(layer.gpu_weight.get_or_init(|| w))
 }
 
-/// One convolution: it reads the first `g.c` channels of `n` images of `x_image` floats and
-/// writes the first `g.c` channels of `n` images of `y_image` floats.
-struct Conv<'a> {
-    dev: &'a CudaDevice,
-    x: &'a CudaView<'a, f32>,
-    w: &'a CudaSlice<f32>,
+fn launch_grouped(
+    dev: &CudaDevice,
+    (x, w, y): (&CudaView<f32>, &CudaSlice<f32>, &mut CudaSlice<f32>),
     n: usize,
-    x_image: usize,
-    y_image: usize,
-}
-
-/// The direct kernel: every group in one launch.
-fn grouped_conv(
-    conv: &Conv,
-    y: &mut CudaSlice<f32>,
-    g: Geometry,
-    groups: usize,
+    s: &Grouped,
 ) -> candle_core::Result<()> {
-    let Conv { dev, x, w, n, .. } = *conv;
     let func = dev.get_or_load_custom_func("pcb_grouped_conv", MODULE, ptx()?)?;
     let mut b = func.builder();
-    let (n_, c, h, wd, k, gr) = (
-        n as i32,
-        g.c as i32,
-        g.h as i32,
-        g.w as i32,
-        g.k as i32,
-        groups as i32,
-    );
-    let (xi, yi) = (conv.x_image as i64, conv.y_image as i64);
+    let g = s.g;
+    let ints = [n, g.c, g.h, g.w, g.k, s.groups].map(|v| v as i32);
+    let (xi, yi) = (s.x_image as i64, s.y_image as i64);
     b.arg(x).arg(w).arg(y);
-    b.arg(&n_)
-        .arg(&c)
-        .arg(&h)
-        .arg(&wd)
-        .arg(&k)
-        .arg(&gr)
-        .arg(&xi)
-        .arg(&yi);
+    for v in &ints {
+        b.arg(v);
+    }
+    b.arg(&xi).arg(&yi);
     // SAFETY: the kernel reads n images of x_image floats from x, c·(c/groups)·k² weights,
     // and writes n images of y_image floats of y, all within the allocations.
     unsafe { b.launch(launch_config(n * g.c * g.h * g.w)) }.w()?;
     Ok(())
 }
 
-/// A dense convolution (groups = 1) as im2col + one strided-batched SGEMM:
-/// y_b (c x hw) = W (c x c·k²) · col_b (c·k² x hw), for every image b.
-fn gemm_conv(conv: &Conv, y: &mut CudaSlice<f32>, g: Geometry) -> candle_core::Result<()> {
-    let Conv { dev, x, w, n, .. } = *conv;
-    let hw = g.h * g.w;
-    let rows = g.c * g.k * g.k;
-    let col_holder;
-    let (col_view, col_stride) = if g.k == 1 {
-        (x.slice(..), conv.x_image) // a 1x1 conv's im2col is the input itself
-    } else {
-        // SAFETY: im2col writes every element before the GEMM reads it.
-        let mut col = unsafe { dev.alloc::<f32>(n * rows * hw)? };
-        let func = dev.get_or_load_custom_func("pcb_im2col", MODULE, ptx()?)?;
-        let mut b = func.builder();
-        let (n_, c, h, wd, k) = (n as i32, g.c as i32, g.h as i32, g.w as i32, g.k as i32);
-        let xi = conv.x_image as i64;
-        b.arg(x).arg(&mut col);
-        b.arg(&n_).arg(&c).arg(&h).arg(&wd).arg(&k).arg(&xi);
-        // SAFETY: reads the first c channels of n images of x_image floats, writes n·rows·hw.
-        unsafe { b.launch(launch_config(n * rows * hw)) }.w()?;
-        col_holder = col;
-        (col_holder.slice(..), rows * hw)
-    };
+fn launch_im2col(
+    dev: &CudaDevice,
+    x: &CudaView<f32>,
+    n: usize,
+    s: &Im2col,
+) -> candle_core::Result<CudaSlice<f32>> {
+    let g = s.g;
+    let len = n * g.c * g.k * g.k * g.h * g.w;
+    // SAFETY: the kernel writes every element.
+    let mut col = unsafe { dev.alloc::<f32>(len)? };
+    let func = dev.get_or_load_custom_func("pcb_im2col", MODULE, ptx()?)?;
+    let mut b = func.builder();
+    let ints = [n, g.c, g.h, g.w, g.k].map(|v| v as i32);
+    let xi = s.x_image as i64;
+    b.arg(x).arg(&mut col);
+    for v in &ints {
+        b.arg(v);
+    }
+    b.arg(&xi);
+    // SAFETY: reads the first c channels of n images of x_image floats, writes `len` floats.
+    unsafe { b.launch(launch_config(len)) }.w()?;
+    Ok(col)
+}
+
+fn launch_gemm(
+    dev: &CudaDevice,
+    (a, w, y): (&CudaView<f32>, &CudaSlice<f32>, &mut CudaSlice<f32>),
+    s: &GemmArgs,
+) -> candle_core::Result<()> {
     let blas = dev.cublas_handle();
     let stream = dev.cuda_stream();
-    let (a, _ra) = col_view.device_ptr(&stream);
+    let (ap, _ra) = a.device_ptr(&stream);
     let (bp, _rb) = w.device_ptr(&stream);
     let (cp, _rc) = y.device_ptr(&stream);
     let (alpha, beta) = (1.0f32, 0.0f32);
@@ -213,32 +128,33 @@ fn gemm_conv(conv: &Conv, y: &mut CudaSlice<f32>, g: Geometry) -> candle_core::R
     } else {
         blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F
     };
-    // Row-major y_b = W · col_b is column-major y_bᵀ (hw x c) = col_bᵀ (hw x K) · Wᵀ (K x c).
+    let f32_t = blas_sys::cudaDataType_t::CUDA_R_32F;
+    let op_n = blas_sys::cublasOperation_t::CUBLAS_OP_N;
     // SAFETY: pointers from live allocations of the sizes the strides describe; the calls are
     // ordered on candle's stream, which the cuBLAS handle uses.
     unsafe {
         blas::gemm_strided_batched_ex(
             *blas.handle(),
-            blas_sys::cublasOperation_t::CUBLAS_OP_N,
-            blas_sys::cublasOperation_t::CUBLAS_OP_N,
-            hw as i32,
-            g.c as i32,
-            rows as i32,
+            op_n,
+            op_n,
+            s.m as i32,
+            s.n as i32,
+            s.k as i32,
             (&alpha) as *const f32 as *const _,
-            a as *const _,
-            blas_sys::cudaDataType_t::CUDA_R_32F,
-            hw as i32,
-            col_stride as i64,
+            ap as *const _,
+            f32_t,
+            s.lda as i32,
+            s.stride_a as i64,
             bp as *const _,
-            blas_sys::cudaDataType_t::CUDA_R_32F,
-            rows as i32,
-            0,
+            f32_t,
+            s.ldb as i32,
+            s.stride_b as i64,
             (&beta) as *const f32 as *const _,
             cp as *mut _,
-            blas_sys::cudaDataType_t::CUDA_R_32F,
-            hw as i32,
-            conv.y_image as i64,
-            n as i32,
+            f32_t,
+            s.ldc as i32,
+            s.stride_c as i64,
+            s.batch as i32,
             compute,
             blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
         )
@@ -247,18 +163,12 @@ fn gemm_conv(conv: &Conv, y: &mut CudaSlice<f32>, g: Geometry) -> candle_core::R
 }
 
 /// Copies elements [from, from + count) of every image of `image` elements from x to y.
-fn copy_range(
+fn launch_copy(
     dev: &CudaDevice,
-    x: &CudaView<f32>,
-    y: &mut CudaSlice<f32>,
+    (x, y): (&CudaView<f32>, &mut CudaSlice<f32>),
     n: usize,
-    from: usize,
-    count: usize,
-    image: usize,
+    (from, count, image): (usize, usize, usize),
 ) -> candle_core::Result<()> {
-    if count == 0 {
-        return Ok(());
-    }
     let func = dev.get_or_load_custom_func("pcb_copy_range", MODULE, ptx()?)?;
     let mut b = func.builder();
     let (n_, f, cnt, im) = (n as i32, from as i64, count as i64, image as i64);
@@ -268,7 +178,7 @@ fn copy_range(
     Ok(())
 }
 
-/// One native layer on the GPU.
+/// One native layer on the GPU: its plan, launched in order on candle's stream.
 pub(super) fn forward(
     layer: &NativeLayer,
     storage: &CudaStorage,
@@ -281,42 +191,26 @@ pub(super) fn forward(
     let x_all = storage.as_cuda_slice::<f32>()?;
     let x = x_all.slice(start..);
     let (n, c, h, wd) = layout.shape().dims4()?;
-    let image = c * h * wd;
     let w = weight(layer, &dev)?;
-    // SAFETY: every element is written below (conv channels by the conv, the rest by the copy).
-    let mut y = unsafe { dev.alloc::<f32>(n * image)? };
-    let launch = Conv {
-        dev: &dev,
-        x: &x,
-        w,
-        n,
-        x_image: image,
-        y_image: image,
-    };
-    let conv = |y: &mut CudaSlice<f32>, g: Geometry, groups: usize| {
-        if groups > 1 || uses_direct(g.c, g.h * g.w) {
-            grouped_conv(&launch, y, g, groups)
-        } else {
-            gemm_conv(&launch, y, g)
+    // SAFETY: the plan writes every element (the conv its channels, the copy the rest).
+    let mut y = unsafe { dev.alloc::<f32>(n * c * h * wd)? };
+    let mut col: Option<CudaSlice<f32>> = None;
+    for step in plan(layer, n, c, h, wd) {
+        match step {
+            Step::Copy { from, count, image } => {
+                launch_copy(&dev, (&x, &mut y), n, (from, count, image))?
+            }
+            Step::Grouped(s) => launch_grouped(&dev, (&x, w, &mut y), n, &s)?,
+            Step::Im2col(s) => col = Some(launch_im2col(&dev, &x, n, &s)?),
+            Step::Gemm { args, a_is_x } => {
+                let a = match (&col, a_is_x) {
+                    (_, true) => x.slice(..),
+                    (Some(col), false) => col.slice(..),
+                    (None, false) => candle_core::bail!("GEMM step without its im2col"),
+                };
+                launch_gemm(&dev, (&a, w, &mut y), &args)?
+            }
         }
-    };
-    let g = Geometry {
-        c,
-        h,
-        w: wd,
-        k: layer.k,
-    };
-    match layer.kind {
-        OpKind::PConv => {
-            let cp = layer.partial;
-            let copy_from = match layer.forward {
-                PConvForward::SplitCat => cp * h * wd,
-                PConvForward::Slicing => 0,
-            };
-            copy_range(&dev, &x, &mut y, n, copy_from, image - copy_from, image)?;
-            conv(&mut y, Geometry { c: cp, ..g }, 1)?;
-        }
-        _ => conv(&mut y, g, layer.groups)?,
     }
     Ok((CudaStorage::wrap_cuda_slice(y, dev), layout.shape().clone()))
 }

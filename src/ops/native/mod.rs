@@ -13,6 +13,7 @@
 mod cuda;
 mod direct;
 pub(crate) mod gemm_conv;
+mod gpu;
 pub mod simd;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
