@@ -135,25 +135,34 @@ impl Model {
     /// The FasterNet block of stage i.
     pub fn block_spec(&self, i: usize) -> OpSpec {
         let (c, side) = self.stage(i);
+        let map = FeatureMap {
+            c,
+            h: side,
+            w: side,
+        };
         OpSpec {
-            kind: OpKind::FasterNetBlock,
-            kernel: 3,
-            groups: None,
             n_div: Some(N_DIV),
             forward: Some(PConvForward::SplitCat),
             expansion: Some(MLP_RATIO),
             act: Some(self.arch.act),
-            bottlenecks: None,
-            map: FeatureMap {
-                c,
-                h: side,
-                w: side,
-            },
+            ..OpSpec::plain(OpKind::FasterNetBlock, 3, map)
         }
     }
 
-    pub fn blocks(&self) -> usize {
-        self.arch.depths.iter().sum()
+    /// `make` applied to every block's weight sets, stage by stage.
+    fn per_block<T>(
+        &self,
+        w: &Weights,
+        mut make: impl FnMut(&OpSpec, &[LayerWeights]) -> Result<T>,
+    ) -> Result<Vec<Vec<T>>> {
+        w.blocks
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| {
+                let spec = self.block_spec(i);
+                stage.iter().map(|sets| make(&spec, sets)).collect()
+            })
+            .collect()
     }
 
     pub fn cost(&self) -> ModelCost {
@@ -313,24 +322,12 @@ pub struct NativeModel {
 }
 
 impl NativeModel {
-    pub fn new(model: &Model, weights: &Weights) -> Self {
-        let blocks = weights
-            .blocks
-            .iter()
-            .enumerate()
-            .map(|(i, stage)| {
-                let spec = model.block_spec(i);
-                stage
-                    .iter()
-                    .map(|sets| block::native_block(&spec, sets))
-                    .collect()
-            })
-            .collect();
-        Self {
+    pub fn new(model: &Model, weights: &Weights) -> Result<Self> {
+        Ok(Self {
             model: *model,
             weights: weights.clone(),
-            blocks,
-        }
+            blocks: model.per_block(weights, |spec, sets| Ok(block::native_block(spec, sets)))?,
+        })
     }
 
     fn run(&self, x: &[f32], n: usize) -> Vec<f32> {
@@ -362,7 +359,7 @@ impl NativeModel {
                 (FEATURE_DIM, c, 1),
                 false,
             );
-            native::bias_act(&mut feat, &[0.0], 1, act);
+            native::simd::bias_act_plane(&mut feat, 0.0, act);
             let mut out = self.weights.fc_bias.clone();
             pointwise(
                 &mut out,
@@ -444,18 +441,9 @@ pub struct CandleModel {
 
 impl CandleModel {
     pub fn new(model: &Model, w: &Weights, device: &Device, dtype: Dtype) -> Result<Self> {
-        let stages = w
-            .blocks
-            .iter()
-            .enumerate()
-            .map(|(i, stage)| {
-                let spec = model.block_spec(i);
-                stage
-                    .iter()
-                    .map(|sets| block::candle_block(&spec, sets, device, dtype))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let stages = model.per_block(w, |spec, sets| {
+            block::candle_block(spec, sets, device, dtype)
+        })?;
         let c_last = model.stage(3).0;
         Ok(Self {
             stem: CandlePatch::new(&w.stem, device, dtype)?,
@@ -585,7 +573,7 @@ pub fn build(
     device: &Device,
 ) -> Result<Box<dyn Module>> {
     match implementation {
-        ops::Implementation::Native => Ok(Box::new(NativeModel::new(model, weights))),
+        ops::Implementation::Native => Ok(Box::new(NativeModel::new(model, weights)?)),
         ops::Implementation::Candle => Ok(Box::new(CandleModel::new(
             model,
             weights,

@@ -15,17 +15,7 @@ pub struct Point {
 
 /// The operator variants of one kind at one shape (PWConv ignores the kernel list).
 fn variants(suite: &Suite, kind: OpKind, map: crate::ops::FeatureMap) -> Vec<OpSpec> {
-    let base = |kernel| OpSpec {
-        kind,
-        kernel,
-        groups: None,
-        n_div: None,
-        forward: None,
-        expansion: None,
-        act: None,
-        bottlenecks: None,
-        map,
-    };
+    let base = |kernel| OpSpec::plain(kind, kernel, map);
     match kind {
         OpKind::PWConv => vec![base(1)],
         OpKind::Conv | OpKind::DWConv | OpKind::DwPw => {

@@ -74,8 +74,8 @@ pub struct ModelRecord {
     pub samples_ms: Vec<f64>,
 }
 
-/// Runs every network of `args` at the verification resolution and checks it against the
-/// f64 reference.
+/// Runs one network at the verification resolution and checks its logits against the f64
+/// reference of the same weights.
 fn verify(
     arch: &'static model::Arch,
     implementation: Implementation,

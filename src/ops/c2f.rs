@@ -12,7 +12,7 @@
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Shape, Tensor};
 use rand::Rng;
 
-use super::block::{self, candle_act, CandleBlock, NativeBlock};
+use super::block::{self, candle_act, NativeBlock};
 use super::native::gemm_conv::pointwise;
 use super::native::{self, NativeLayer};
 use super::{
@@ -53,17 +53,7 @@ pub fn bottleneck(spec: &OpSpec) -> OpSpec {
             map,
             ..spec.clone()
         },
-        _ => OpSpec {
-            kind: OpKind::Conv,
-            kernel: spec.kernel,
-            groups: None,
-            n_div: None,
-            forward: None,
-            expansion: None,
-            act: None,
-            bottlenecks: None,
-            map,
-        },
+        _ => OpSpec::plain(OpKind::Conv, spec.kernel, map),
     }
 }
 
@@ -407,10 +397,7 @@ fn layer(
     let mut blocks: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(n);
     for s in m.chunks(4) {
         blocks.push(match spec.kind {
-            OpKind::C2fFaster => {
-                let b: CandleBlock = block::candle_block(&inner, s, device, dtype)?;
-                Box::new(b)
-            }
+            OpKind::C2fFaster => Box::new(block::candle_block(&inner, s, device, dtype)?),
             _ => Box::new(CandleBottleneck {
                 wa: t(&s[0])?,
                 ba: bias(&s[1])?,

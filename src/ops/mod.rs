@@ -76,6 +76,22 @@ pub struct Copies {
 }
 
 impl OpSpec {
+    /// A single operator with no groups, n_div or block settings (Conv, DWConv, PWConv, or a
+    /// base the caller fills in).
+    pub fn plain(kind: OpKind, kernel: usize, map: FeatureMap) -> OpSpec {
+        OpSpec {
+            kind,
+            kernel,
+            groups: None,
+            n_div: None,
+            forward: None,
+            expansion: None,
+            act: None,
+            bottlenecks: None,
+            map,
+        }
+    }
+
     /// The single operators a composite chains, in order; a single operator is its own part.
     pub fn parts(&self) -> Vec<OpSpec> {
         let single = |kind| OpSpec {
@@ -85,17 +101,7 @@ impl OpSpec {
             bottlenecks: None,
             ..self.clone()
         };
-        let pw = OpSpec {
-            kind: OpKind::PWConv,
-            kernel: 1,
-            groups: None,
-            n_div: None,
-            forward: None,
-            expansion: None,
-            act: None,
-            bottlenecks: None,
-            map: self.map,
-        };
+        let pw = OpSpec::plain(OpKind::PWConv, 1, self.map);
         match self.kind {
             OpKind::PConvPw => vec![single(OpKind::PConv), pw],
             OpKind::DwPw => vec![single(OpKind::DWConv), pw],

@@ -204,7 +204,7 @@ pub(super) fn plan(layer: &NativeLayer, n: usize, c: usize, h: usize, w: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::{self, OpSpec};
+    use crate::ops;
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
@@ -378,17 +378,7 @@ int main(int argc, char** argv) {
     #[test]
     fn gpu_plans_match_the_reference_when_run_on_the_cpu() {
         let kernels = CpuKernels::build();
-        let spec = |kind, map: &str, k, groups, n_div, fwd| OpSpec {
-            kind,
-            kernel: k,
-            groups,
-            n_div,
-            forward: (kind == OpKind::PConv).then_some(fwd),
-            expansion: None,
-            act: None,
-            bottlenecks: None,
-            map: map.parse().unwrap(),
-        };
+        use super::super::tests::spec;
         use PConvForward::{Slicing, SplitCat};
         let cases = [
             spec(OpKind::DWConv, "19x9x7", 3, None, None, SplitCat),

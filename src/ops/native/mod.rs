@@ -250,7 +250,8 @@ mod tests {
     use crate::ops::{self, FeatureMap};
     use crate::verify::{compare, reference_forward};
 
-    fn spec(
+    /// A single operator for the native kernels' tests (here and in `gpu.rs`).
+    pub(super) fn spec(
         kind: OpKind,
         map: &str,
         k: usize,
