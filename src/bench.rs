@@ -9,7 +9,7 @@ use candle_core::Device;
 use crate::config::PaperReference;
 use crate::error::{CandleContext, Error, Result};
 use crate::measure::{self, Budget, Measurement, Summary};
-use crate::ops::{self, FeatureMap, OpKind};
+use crate::ops::{self, kernel_path, FeatureMap, OpKind};
 use crate::plan::Point;
 use crate::record::{self, CostRecord, Failure, Rates, Record, Warmup};
 use crate::verify::{self, Verification};
@@ -26,6 +26,9 @@ pub struct Context<'a> {
     /// Extra time added to every timed run: a test hook for the regression gate, never set
     /// in real measurements.
     pub inject_delay: Option<Duration>,
+    /// Operators whose verified output gets a NaN written into it: a test hook for the
+    /// verification failure path, never set in real measurements.
+    pub inject_nan_into: Option<OpKind>,
 }
 
 /// The records and failures of a run, and whether it ran to the end.
@@ -49,7 +52,7 @@ fn failure(point: &Point, error: String) -> Failure {
 
 /// Times one point on the current thread pool (the stack and input are built first,
 /// outside the timed region).
-fn time_point(ctx: &Context, point: &Point) -> Result<(Measurement, CostRecord)> {
+fn time_point(ctx: &Context, point: &Point) -> Result<Timed> {
     let spec = &point.spec;
     let weights = ops::random_weights(spec, ctx.layers, ctx.seed);
     let stack = ops::build(
@@ -67,20 +70,52 @@ fn time_point(ctx: &Context, point: &Point) -> Result<(Measurement, CostRecord)>
         &mut ops::seeded_rng(ctx.seed ^ 0x1a7e),
     );
     let x = ops::tensor_from(input, &shape, ctx.device, point.dtype)?;
-    let m = measure::measure(
-        &ctx.budget,
-        || {
-            let y = stack.forward(&x).map(drop);
-            if let Some(d) = ctx.inject_delay {
-                std::thread::sleep(d);
-            }
-            y
-        },
-        || ctx.device.synchronize(),
-    )
-    .context(|| format!("timing {} {} at {}", spec.kind, spec.variant(), spec.map))?;
+    let (m, kernel_path) = kernel_path::traced(|| {
+        measure::measure(
+            &ctx.budget,
+            || {
+                let y = stack.forward(&x).map(drop);
+                if let Some(d) = ctx.inject_delay {
+                    std::thread::sleep(d);
+                }
+                y
+            },
+            || ctx.device.synchronize(),
+        )
+    });
+    let m = m.context(|| format!("timing {} {} at {}", spec.kind, spec.variant(), spec.map))?;
     let cost = CostRecord::new(spec, stack.copies(), point.batch, ctx.layers, point.dtype);
-    Ok((m, cost))
+    Ok(Timed {
+        measurement: m,
+        cost,
+        kernel_path,
+    })
+}
+
+/// One timing of a point: its samples, its cost, and the kernels its runs took.
+struct Timed {
+    measurement: Measurement,
+    cost: CostRecord,
+    kernel_path: String,
+}
+
+/// Refuses a timing whose kernels are not the ones verification checked.
+fn same_path(
+    point: &Point,
+    verified: &Verification,
+    timed: &str,
+) -> std::result::Result<(), String> {
+    if verified.kernel_path == timed {
+        return Ok(());
+    }
+    Err(format!(
+        "{} {} at {}: timed on kernel path '{timed}' but verified on '{}' ({}); the timing does not describe verified code",
+        point.spec.kind,
+        point.spec.variant(),
+        point.spec.map,
+        verified.kernel_path,
+        verified.input
+    ))
 }
 
 /// A record from a point's verification and its (possibly pooled) measurements.
@@ -88,6 +123,7 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
     let Slot {
         verification,
         cost,
+        kernel_path,
         pooled: m,
         repetitions,
     } = slot;
@@ -117,6 +153,7 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
         device: ctx.device_label.clone(),
         threads: point.threads,
         cost,
+        kernel_path,
         verification,
         warmup: Warmup {
             runs: m.warmup_runs,
@@ -135,6 +172,7 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
 struct Slot {
     verification: Verification,
     cost: CostRecord,
+    kernel_path: String,
     pooled: Measurement,
     repetitions: Vec<usize>,
 }
@@ -170,7 +208,14 @@ pub fn run(
             on_start(rep * points.len() + i, point);
             let (_, p) = pool.as_ref().expect("pool set above");
             if let Some(slot) = &mut slots[i] {
-                let (m, _) = p.install(|| time_point(ctx, point))?;
+                let timed = p.install(|| time_point(ctx, point))?;
+                if let Err(e) = same_path(point, &slot.verification, &timed.kernel_path) {
+                    failures.push(failure(point, e));
+                    failed[i] = true;
+                    slots[i] = None;
+                    continue;
+                }
+                let m = timed.measurement;
                 slot.pooled.warmup_runs += m.warmup_runs;
                 slot.pooled.warmup_time_s += m.warmup_time_s;
                 slot.repetitions.push(m.samples_ms.len());
@@ -184,6 +229,7 @@ pub fn run(
                     ctx.device,
                     point.dtype,
                     ctx.seed,
+                    ctx.inject_nan_into == Some(point.spec.kind),
                 )
             });
             let verification = match verified {
@@ -195,12 +241,18 @@ pub fn run(
                 }
                 Err(e) => return Err(e),
             };
-            let (pooled, cost) = p.install(|| time_point(ctx, point))?;
+            let timed = p.install(|| time_point(ctx, point))?;
+            if let Err(e) = same_path(point, &verification, &timed.kernel_path) {
+                failures.push(failure(point, e));
+                failed[i] = true;
+                continue;
+            }
             slots[i] = Some(Slot {
                 verification,
-                cost,
-                repetitions: vec![pooled.samples_ms.len()],
-                pooled,
+                cost: timed.cost,
+                kernel_path: timed.kernel_path,
+                repetitions: vec![timed.measurement.samples_ms.len()],
+                pooled: timed.measurement,
             });
         }
     }
@@ -215,4 +267,82 @@ pub fn run(
         failures,
         complete,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{Dtype, Implementation, OpSpec};
+
+    fn verified(path: &str) -> Verification {
+        Verification {
+            input: "2x96x56x56".into(),
+            kernel_path: path.into(),
+            max_abs_err: 0.0,
+            max_rel_err: 0.0,
+            tolerance: 1e-4,
+            checks: vec![],
+        }
+    }
+
+    #[test]
+    fn a_timing_on_another_kernel_path_than_verified_is_refused() {
+        let point = Point {
+            spec: OpSpec::plain(OpKind::Conv, 3, "96x56x56".parse().unwrap()),
+            implementation: Implementation::Native,
+            dtype: Dtype::F32,
+            batch: 1,
+            threads: 1,
+        };
+        assert!(same_path(&point, &verified("im2col_gemm"), "im2col_gemm").is_ok());
+        let err = same_path(&point, &verified("direct"), "im2col_gemm").unwrap_err();
+        assert!(
+            err.contains("'im2col_gemm'") && err.contains("'direct'"),
+            "{err}"
+        );
+    }
+
+    /// The premise of verifying at batch 2: for every point of the shipped suites, the
+    /// dispatcher picks the same kernels at batch 2 as at the timed batch (on the timed
+    /// c x h x w), and native points name native kernels.
+    #[test]
+    fn shipped_suites_take_the_same_kernels_at_the_verification_batch() {
+        let suites = [
+            include_str!("../configs/table1.toml"),
+            include_str!("../configs/sweep.toml"),
+            include_str!("../configs/ci.toml"),
+            include_str!("../configs/blocks.toml"),
+        ];
+        let mut checked = 0;
+        for (i, src) in suites.iter().enumerate() {
+            let suite = crate::config::parse(&format!("suite {i}"), src)
+                .unwrap()
+                .suite;
+            for p in crate::plan::expand(&suite) {
+                let weights = ops::random_weights(&p.spec, 1, 3);
+                let stack =
+                    ops::build(&p.spec, p.implementation, &weights, &Device::Cpu, p.dtype).unwrap();
+                let FeatureMap { c, h, w } = p.spec.map;
+                let path_at = |n: usize| {
+                    let x = ops::tensor_from(
+                        vec![0.5; n * c * h * w],
+                        &[n, c, h, w],
+                        &Device::Cpu,
+                        p.dtype,
+                    )
+                    .unwrap();
+                    kernel_path::traced(|| stack.forward(&x).map(drop)).1
+                };
+                let (verified, timed) = (path_at(2), path_at(p.batch));
+                assert_eq!(verified, timed, "{:?}", p);
+                assert_eq!(
+                    p.implementation == Implementation::Candle,
+                    timed == kernel_path::CANDLE,
+                    "{p:?}: {timed}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 200, "{checked} points");
+    }
 }

@@ -132,6 +132,32 @@ impl Model {
         (self.arch.embed_dim << i, (self.resolution / 4) >> i)
     }
 
+    /// Estimated peak bytes of verifying (2 images, f32 run and f64 reference) and timing
+    /// (`batch` images) this network: per image the input plus eight maps of the widest stage
+    /// (a block's input, PConv output, hidden 2c, output, with headroom), and the weights;
+    /// None when the size overflows 64 bits.
+    pub fn peak_bytes(&self, batch: usize) -> Option<u64> {
+        let r = self.resolution as u64;
+        let widest = (0..4)
+            .map(|i| self.stage(i))
+            .map(|(c, side)| (c as u64).checked_mul((side as u64).checked_mul(side as u64)?))
+            .try_fold(0u64, |m, v| v.map(|v| m.max(v)))?;
+        let image = r
+            .checked_mul(r)?
+            .checked_mul(3)?
+            .checked_add(widest.checked_mul(8)?)?;
+        let params = self.cost().params;
+        let timed = image
+            .checked_mul(batch as u64)?
+            .checked_add(params)?
+            .checked_mul(4)?;
+        let verify = image
+            .checked_mul(2)?
+            .checked_add(params)?
+            .checked_mul(4 + 8)?;
+        Some(timed.max(verify))
+    }
+
     /// The FasterNet block of stage i.
     pub fn block_spec(&self, i: usize) -> OpSpec {
         let (c, side) = self.stage(i);

@@ -131,6 +131,10 @@ pub struct Record {
     pub device: String,
     pub threads: usize,
     pub cost: CostRecord,
+    /// The kernels the timed runs took (`direct`, `im2col_gemm`, `gemm`, `candle`; several
+    /// joined with `+` in first-use order). Always equal to `verification.kernel_path`.
+    #[serde(default)]
+    pub kernel_path: String,
     pub verification: Verification,
     pub warmup: Warmup,
     pub stats: Summary,

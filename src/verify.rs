@@ -1,5 +1,5 @@
 //! Correctness before speed: a naive direct convolution in plain Rust with f64 accumulation,
-//! and the checks every operator passes (on a small random input, one layer) before it is
+//! and the checks every operator passes (one layer, on a random batch of the timed shape) before it is
 //! timed.
 
 use candle_core::{Device, Tensor};
@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CandleContext, Error, Result};
 use crate::ops::{
-    self, Dtype, FeatureMap, Implementation, LayerWeights, OpKind, OpSpec, PConvForward,
+    self, kernel_path, Dtype, FeatureMap, Implementation, LayerWeights, OpKind, OpSpec,
+    PConvForward,
 };
 
 /// Batch size of the verification input: more than one, so batch strides are exercised.
@@ -16,8 +17,12 @@ const VERIFY_BATCH: usize = 2;
 /// What the checks found, recorded beside the timings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verification {
-    /// Shape of the verification input, `NxCxHxW`.
+    /// Shape of the verification input, `NxCxHxW`: the timed c x h x w.
     pub input: String,
+    /// The kernels the verified forward ran (`kernel_path::traced`); a record's own
+    /// `kernel_path`, from its timed runs, must equal it.
+    #[serde(default)]
+    pub kernel_path: String,
     /// max |out - ref| over all elements.
     pub max_abs_err: f64,
     /// max |out - ref| / max |ref|.
@@ -64,14 +69,20 @@ pub fn naive_conv2d(
                 for ky in 0..k {
                     for kx in 0..k {
                         let wv = weight[((oc * cg + icg) * k + ky) * k + kx];
+                        // Output columns xo whose input column xo + kx - pad lies inside.
+                        let (x0, x1) =
+                            (pad.saturating_sub(kx), (w + pad).saturating_sub(kx).min(w));
+                        if x0 >= x1 {
+                            continue;
+                        }
                         for y in 0..h {
                             let Some(iy) = (y + ky).checked_sub(pad).filter(|&iy| iy < h) else {
                                 continue;
                             };
-                            for xo in 0..w {
-                                if let Some(ix) = (xo + kx).checked_sub(pad).filter(|&ix| ix < w) {
-                                    plane[y * w + xo] += wv * src[iy * w + ix];
-                                }
+                            let dst = &mut plane[y * w + x0..y * w + x1];
+                            let row = &src[iy * w + x0 + kx - pad..][..x1 - x0];
+                            for (d, s) in dst.iter_mut().zip(row) {
+                                *d += wv * s;
                             }
                         }
                     }
@@ -108,14 +119,25 @@ fn within(err: f64, tol: f64) -> bool {
     err <= tol
 }
 
-/// max |a - b| and max |a - b| / max |b|.
+/// The largest of `values`, NaN when any is NaN (`f64::max` would drop it).
+fn max_or_nan(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |m: f64, v| {
+        if m.is_nan() || v.is_nan() {
+            f64::NAN
+        } else {
+            m.max(v)
+        }
+    })
+}
+
+/// max |a - b| and max |a - b| / max |b|. Any non-finite output or difference, or outputs
+/// of different sizes, make both NaN or infinite, so no bound accepts them.
 pub fn compare(actual: &[f64], reference: &[f64]) -> (f64, f64) {
-    let max_abs = actual
-        .iter()
-        .zip(reference)
-        .map(|(a, r)| (a - r).abs())
-        .fold(0.0, f64::max);
-    let scale = reference.iter().map(|r| r.abs()).fold(0.0, f64::max);
+    if actual.len() != reference.len() {
+        return (f64::NAN, f64::NAN);
+    }
+    let max_abs = max_or_nan(actual.iter().zip(reference).map(|(a, r)| (a - r).abs()));
+    let scale = max_or_nan(reference.iter().map(|r| r.abs()));
     let rel = if scale > 0.0 {
         max_abs / scale
     } else {
@@ -124,19 +146,22 @@ pub fn compare(actual: &[f64], reference: &[f64]) -> (f64, f64) {
     (max_abs, rel)
 }
 
-/// The small spec verification runs: the same channels (so groups and n_div mean the same),
-/// a small, non-square map that still fits the kernel.
-pub fn verification_spec(spec: &OpSpec) -> OpSpec {
-    let k = spec.kernel;
-    let map = FeatureMap {
-        c: spec.map.c,
-        h: spec.map.h.min((k + 2).max(6)),
-        w: spec.map.w.min((k + 1).max(5)),
-    };
-    OpSpec {
-        map,
-        ..spec.clone()
+/// Compares an output with its reference: (max abs error, max rel error) when the relative
+/// error is within `tol`; a verification error when it is not, or when the output holds a
+/// NaN or an infinity.
+fn check_output(label: &str, y: &[f64], reference: &[f64], tol: f64) -> Result<(f64, f64)> {
+    let (max_abs_err, max_rel_err) = compare(y, reference);
+    if !max_rel_err.is_finite() {
+        return Err(Error::Verification(format!(
+            "{label}: the output holds non-finite values (NaN or infinity) where the naive reference is finite"
+        )));
     }
+    if !within(max_rel_err, tol) {
+        return Err(Error::Verification(format!(
+            "{label}: max relative error {max_rel_err:.3e} against the naive reference exceeds the tolerance {tol:.0e}"
+        )));
+    }
+    Ok((max_abs_err, max_rel_err))
 }
 
 fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
@@ -154,17 +179,18 @@ fn rounded(w: &LayerWeights, dtype: Dtype) -> Vec<f64> {
     w.data.iter().map(|&v| f64::from(dtype.round(v))).collect()
 }
 
-/// Runs one layer of `spec` in `implementation` on a small random input and checks it
-/// against the naive reference (and, for PConv, the pass-through and aliasing promises).
+/// Runs one layer of `spec` in `implementation` on a random batch of the timed c x h x w
+/// (so the dispatcher picks the kernel it picks when timed) and checks it against the naive
+/// reference (and, for PConv, the pass-through and aliasing promises).
 pub fn verify(
     spec: &OpSpec,
     implementation: Implementation,
     device: &Device,
     dtype: Dtype,
     seed: u64,
+    poison_output: bool,
 ) -> Result<Verification> {
-    let small = verification_spec(spec);
-    let FeatureMap { c, h, w } = small.map;
+    let FeatureMap { c, h, w } = spec.map;
     let n = VERIFY_BATCH;
     let label = format!(
         "{} {} at {} ({implementation}, {dtype})",
@@ -172,28 +198,38 @@ pub fn verify(
         spec.variant(),
         spec.map
     );
-    let weights = ops::random_weights(&small, 1, seed);
+    let weights = ops::random_weights(spec, 1, seed);
     let x_data = ops::uniform(n * c * h * w, 1.0, &mut ops::seeded_rng(seed ^ 0x5eed));
     let x = ops::tensor_from(x_data, &[n, c, h, w], device, dtype)?;
     let x_before = to_f32_vec(&x)?;
-    let stack = ops::build(&small, implementation, &weights, device, dtype)?;
-    let y = stack.forward(&x).context(|| format!("running {label}"))?;
-    device.synchronize().context(|| "synchronizing".into())?;
-    let y_host = to_f32_vec(&y)?;
+    let stack = ops::build(spec, implementation, &weights, device, dtype)?;
+    let (y, kernel_path) = kernel_path::traced(|| {
+        let y = stack.forward(&x)?;
+        device.synchronize()?;
+        Ok::<_, candle_core::Error>(y)
+    });
+    let y = y.context(|| format!("running {label}"))?;
+    let mut y_host = to_f32_vec(&y)?;
+    if poison_output {
+        // Test hook (`run --inject-nan-into OP`): the failure path, end to end.
+        let mid = y_host.len() / 2;
+        if let Some(v) = y_host.get_mut(mid) {
+            *v = f32::NAN;
+        }
+    }
 
     let mut reference = widen(&x_before);
-    if small.kind == OpKind::FasterNetBlock || small.is_c2f() {
+    if spec.kind == OpKind::FasterNetBlock || spec.is_c2f() {
         let w: Vec<Vec<f64>> = weights.iter().map(|w| rounded(w, dtype)).collect();
-        reference = match small.kind {
-            OpKind::FasterNetBlock => crate::ops::block::reference(&small, &w, &reference, n),
-            _ => crate::ops::c2f::reference(&small, &w, &reference, n),
+        reference = match spec.kind {
+            OpKind::FasterNetBlock => crate::ops::block::reference(spec, &w, &reference, n),
+            _ => crate::ops::c2f::reference(spec, &w, &reference, n),
         };
     } else {
-        for (part, w) in small.parts().iter().zip(&weights) {
+        for (part, w) in spec.parts().iter().zip(&weights) {
             reference = reference_forward(part, &rounded(w, dtype), &reference, n);
         }
     }
-    let (max_abs_err, max_rel_err) = compare(&widen(&y_host), &reference);
     let tol = if dtype == Dtype::F32
         && device.is_cuda()
         && candle_core::cuda::gemm_reduced_precision_f32()
@@ -202,17 +238,13 @@ pub fn verify(
     } else {
         tolerance(dtype)
     };
-    if !within(max_rel_err, tol) {
-        return Err(Error::Verification(format!(
-            "{label}: max relative error {max_rel_err:.3e} against the naive reference exceeds the {dtype} tolerance {tol:.0e}"
-        )));
-    }
+    let (max_abs_err, max_rel_err) = check_output(&label, &widen(&y_host), &reference, tol)?;
     let mut checks = vec![format!(
         "matches naive f64 reference (rel err {max_rel_err:.2e} <= {tol:.0e})"
     )];
 
     if spec.kind == OpKind::PConv {
-        let cp = small.conv_channels();
+        let cp = spec.conv_channels();
         let plane = h * w;
         for b in 0..n {
             let range = (b * c + cp) * plane..(b + 1) * c * plane;
@@ -243,13 +275,13 @@ pub fn verify(
         }
         checks.push("input left unmodified (no aliasing)".into());
 
-        let other = match small.forward.unwrap_or(PConvForward::SplitCat) {
+        let other = match spec.forward.unwrap_or(PConvForward::SplitCat) {
             PConvForward::Slicing => PConvForward::SplitCat,
             PConvForward::SplitCat => PConvForward::Slicing,
         };
         let other_spec = OpSpec {
             forward: Some(other),
-            ..small.clone()
+            ..spec.clone()
         };
         let y_other = ops::build(&other_spec, implementation, &weights, device, dtype)?
             .forward(&x)
@@ -267,6 +299,7 @@ pub fn verify(
 
     Ok(Verification {
         input: format!("{n}x{c}x{h}x{w}"),
+        kernel_path,
         max_abs_err,
         max_rel_err,
         tolerance: tol,
@@ -329,6 +362,35 @@ mod tests {
     }
 
     #[test]
+    fn one_nan_in_the_output_fails_the_bound() {
+        let reference = vec![1.0, -2.0, 4.0, 0.5];
+        let mut one = reference.clone();
+        one[2] = f64::NAN;
+        let (abs, rel) = compare(&one, &reference);
+        assert!(abs.is_nan() && !within(rel, 1e-4), "abs {abs}, rel {rel}");
+        let all = vec![f64::NAN; reference.len()];
+        assert!(!within(compare(&all, &reference).1, 1e-4));
+        let mut inf = reference.clone();
+        inf[0] = f64::INFINITY;
+        assert!(!within(compare(&inf, &reference).1, 1e-4));
+        // A short output is not a match either.
+        assert!(!within(compare(&reference[..2], &reference).1, 1e-4));
+    }
+
+    /// An output with one NaN where the reference is finite fails the check `verify` runs
+    /// (and so the point: exit 3, listed under failures).
+    #[test]
+    fn an_output_with_one_nan_fails_verification() {
+        let reference: Vec<f64> = (0..50).map(|i| f64::from(i) - 20.0).collect();
+        assert!(check_output("ok", &reference, &reference, 1e-4).is_ok());
+        let mut y = reference.clone();
+        y[17] = f64::NAN;
+        let err = check_output("dwconv 3x3 at 4x5x5", &y, &reference, 1e-4).unwrap_err();
+        assert!(matches!(err, Error::Verification(_)), "{err}");
+        assert!(err.to_string().contains("non-finite"), "{err}");
+    }
+
+    #[test]
     fn candle_operators_match_the_reference() {
         let cases = [
             (OpKind::Conv, "8x8x8", 3), // C == H == W
@@ -342,8 +404,15 @@ mod tests {
         ];
         for (kind, map, k) in cases {
             let s = spec(kind, map, k);
-            let v = verify(&s, Implementation::Candle, &Device::Cpu, Dtype::F32, 7)
-                .unwrap_or_else(|e| panic!("{kind} {map} k={k}: {e}"));
+            let v = verify(
+                &s,
+                Implementation::Candle,
+                &Device::Cpu,
+                Dtype::F32,
+                7,
+                false,
+            )
+            .unwrap_or_else(|e| panic!("{kind} {map} k={k}: {e}"));
             assert!(v.max_rel_err < 1e-5, "{kind} {map}: {}", v.max_rel_err);
             if kind == OpKind::PConv {
                 assert_eq!(v.checks.len(), 4, "{:?}", v.checks);
@@ -366,8 +435,15 @@ mod tests {
         ];
         for (kind, map, k) in cases {
             let s = spec(kind, map, k);
-            let v = verify(&s, Implementation::Native, &Device::Cpu, Dtype::F32, 7)
-                .unwrap_or_else(|e| panic!("{kind} {map} k={k}: {e}"));
+            let v = verify(
+                &s,
+                Implementation::Native,
+                &Device::Cpu,
+                Dtype::F32,
+                7,
+                false,
+            )
+            .unwrap_or_else(|e| panic!("{kind} {map} k={k}: {e}"));
             assert!(v.max_rel_err < 1e-5, "{kind} {map}: {}", v.max_rel_err);
         }
     }
@@ -390,7 +466,7 @@ mod tests {
         for imp in [Implementation::Native, Implementation::Candle] {
             for (kind, map, k) in cases {
                 let s = spec(kind, map, k);
-                let v = verify(&s, imp, &Device::Cpu, Dtype::F32, 5)
+                let v = verify(&s, imp, &Device::Cpu, Dtype::F32, 5, false)
                     .unwrap_or_else(|e| panic!("{kind} {map} k={k} {imp}: {e}"));
                 assert!(
                     v.max_rel_err < 1e-5,
@@ -408,7 +484,15 @@ mod tests {
     #[test]
     fn f16_verifies_within_its_tolerance() {
         let s = spec(OpKind::PConv, "16x8x8", 3);
-        let v = verify(&s, Implementation::Candle, &Device::Cpu, Dtype::F16, 3).unwrap();
+        let v = verify(
+            &s,
+            Implementation::Candle,
+            &Device::Cpu,
+            Dtype::F16,
+            3,
+            false,
+        )
+        .unwrap();
         // Rounding is visible (not an f32 path in disguise) yet inside the bound.
         assert!(
             v.max_rel_err > 1e-6 && v.max_rel_err <= tolerance(Dtype::F16),

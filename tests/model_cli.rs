@@ -35,7 +35,11 @@ fn model_verifies_times_and_counts_macs_like_the_paper() {
         assert!((337_000_000..339_000_000).contains(&flops), "{flops}");
         assert!(r["flops_vs_paper"].as_f64().unwrap().abs() < 0.01);
         assert!(r["verification"]["max_rel_err"].as_f64().unwrap() < 1e-4);
-        assert_eq!(r["verification"]["resolution"], 96);
+        // Verified at the timed resolution, on the kernels it was timed on.
+        assert_eq!(r["verification"]["resolution"], 224);
+        let path = r["kernel_path"].as_str().unwrap();
+        assert_eq!(r["verification"]["kernel_path"].as_str(), Some(path), "{r}");
+        assert_eq!(r["implementation"] == "candle", path == "candle", "{r}");
         let samples = r["samples_ms"].as_array().unwrap();
         assert!(samples.len() >= 10 && r["stats"]["median_ms"].as_f64().unwrap() > 0.0);
         assert_eq!(r["act"], "gelu");
@@ -48,6 +52,7 @@ fn model_verifies_times_and_counts_macs_like_the_paper() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = read_json(&j);
     assert!(v["records"][0]["flops_vs_paper"].is_null());
+    assert_eq!(v["records"][0]["verification"]["resolution"], 128);
     assert_eq!(v["records"][0]["act"], "relu");
     // report and compare say what such a file is instead of failing to parse it.
     let out = run(&["report", js]);

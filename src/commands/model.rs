@@ -1,5 +1,6 @@
-//! `pconv-bench model`: whole FasterNet classifiers, verified against the f64 reference at a
-//! small resolution, then timed at the asked one; MACs beside the paper's FLOPs.
+//! `pconv-bench model`: whole FasterNet classifiers, verified against the f64 reference at the
+//! resolution they are timed at (so every block runs the kernels it is timed on), then timed;
+//! MACs beside the paper's FLOPs.
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use serde::{Deserialize, Serialize};
@@ -9,10 +10,10 @@ use crate::config::DeviceSpec;
 use crate::error::{CandleContext, Error, Result};
 use crate::measure::{self, Budget, Summary};
 use crate::metadata::{self, DeviceInfo, ToolInfo};
-use crate::model::{self, Model, ModelCost, Weights, MIN_RESOLUTION};
-use crate::ops::{Act, Dtype, Implementation};
+use crate::model::{self, Model, ModelCost, Weights};
+use crate::ops::{kernel_path, Act, Dtype, Implementation};
+use crate::output::Output;
 use crate::record::Warmup;
-use crate::report;
 
 /// Version of the `model` results schema.
 pub const MODEL_SCHEMA_VERSION: u32 = 1;
@@ -39,8 +40,11 @@ pub struct ModelResult {
 /// How one network's output compared with the f64 reference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelVerification {
-    /// Side of the verification input (the smallest allowed, to keep the reference fast).
+    /// Side of the verification input: the timed resolution.
     pub resolution: usize,
+    /// The kernels the verified forward ran (see `records[].kernel_path`).
+    #[serde(default)]
+    pub kernel_path: String,
     pub batch: usize,
     /// max |logit - ref| / max |ref| over the batch.
     pub max_rel_err: f64,
@@ -63,6 +67,9 @@ pub struct ModelRecord {
     pub paper_gflops: f64,
     /// fvcore_flops / paper - 1 at resolution 224, else null.
     pub flops_vs_paper: Option<f64>,
+    /// The kernels the timed forwards ran; always equal to `verification.kernel_path`.
+    #[serde(default)]
+    pub kernel_path: String,
     pub verification: ModelVerification,
     pub warmup: Warmup,
     pub stats: Summary,
@@ -74,31 +81,34 @@ pub struct ModelRecord {
     pub samples_ms: Vec<f64>,
 }
 
-/// Runs one network at the verification resolution and checks its logits against the f64
-/// reference of the same weights.
+/// Runs one network at its timed resolution and checks its logits against the f64 reference
+/// of the same weights.
 fn verify(
-    arch: &'static model::Arch,
+    m: &Model,
     implementation: Implementation,
     seed: u64,
     device: &candle_core::Device,
 ) -> Result<ModelVerification> {
-    let small = Model::new(arch, MIN_RESOLUTION)?;
-    let weights = Weights::random(&small, seed);
-    let x = model::random_input(&small, VERIFY_BATCH, seed);
-    let net = model::build(&small, &weights, implementation, device)?;
-    let y = model::forward_host(net.as_ref(), &small, &x, VERIFY_BATCH, device)?;
+    let weights = Weights::random(m, seed);
+    let x = model::random_input(m, VERIFY_BATCH, seed);
+    let net = model::build(m, &weights, implementation, device)?;
+    let (y, kernel_path) =
+        kernel_path::traced(|| model::forward_host(net.as_ref(), m, &x, VERIFY_BATCH, device));
+    let y = y?;
     let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
-    let reference = model::reference(&small, &weights, &wide(&x), VERIFY_BATCH);
+    let reference = model::reference(m, &weights, &wide(&x), VERIFY_BATCH);
     let (_, rel) = crate::verify::compare(&wide(&y), &reference);
     let tolerance = crate::verify::tolerance(Dtype::F32);
+    let r = m.resolution;
     if rel.is_nan() || rel > tolerance {
         return Err(Error::Verification(format!(
-            "{} ({implementation}) at {MIN_RESOLUTION}x{MIN_RESOLUTION}: max relative error {rel:.3e} against the f64 reference exceeds the f32 tolerance {tolerance:.0e}",
-            arch.name
+            "{} ({implementation}) at {r}x{r}: max relative error {rel:.3e} against the f64 reference exceeds the f32 tolerance {tolerance:.0e} (NaN: non-finite logits)",
+            m.arch.name
         )));
     }
     Ok(ModelVerification {
-        resolution: MIN_RESOLUTION,
+        resolution: r,
+        kernel_path,
         batch: VERIFY_BATCH,
         max_rel_err: rel,
         tolerance,
@@ -110,7 +120,7 @@ fn time(
     implementation: Implementation,
     args: &ModelArgs,
     device: &candle_core::Device,
-) -> Result<measure::Measurement> {
+) -> Result<(measure::Measurement, String)> {
     let weights = Weights::random(m, args.seed);
     let net = model::build(m, &weights, implementation, device)?;
     let r = m.resolution;
@@ -121,12 +131,15 @@ fn time(
         Dtype::F32,
     )?;
     let budget = Budget::new(args.warmup_time, args.measure_time);
-    measure::measure(
-        &budget,
-        || net.forward(&x).map(drop),
-        || device.synchronize(),
-    )
-    .context(|| format!("timing {} ({implementation})", m.arch.name))
+    let (meas, path) = kernel_path::traced(|| {
+        measure::measure(
+            &budget,
+            || net.forward(&x).map(drop),
+            || device.synchronize(),
+        )
+    });
+    let meas = meas.context(|| format!("timing {} ({implementation})", m.arch.name))?;
+    Ok((meas, path))
 }
 
 fn table(records: &[ModelRecord]) -> String {
@@ -174,7 +187,7 @@ fn table(records: &[ModelRecord]) -> String {
         }));
     }
     format!(
-        "{t}\nGFLOPs (fvcore): per image, as the paper counts FLOPs (multiply-adds of the convolutions and the Linear, plus 2 per BatchNorm output and 1 per pooled element). GMAC/s: convolution and Linear multiply-adds per second.\nBN is folded into the convolutions for inference. The paper's CPU latencies are not in this tool's reference (REFERENCE.md), so none is printed beside ours.\nverified: logits of a {VERIFY_BATCH}-image batch at {MIN_RESOLUTION}x{MIN_RESOLUTION} against an f64 reference of the same network.\n"
+        "{t}\nGFLOPs (fvcore): per image, as the paper counts FLOPs (multiply-adds of the convolutions and the Linear, plus 2 per BatchNorm output and 1 per pooled element). GMAC/s: convolution and Linear multiply-adds per second.\nBN is folded into the convolutions for inference. The paper gives no CPU latency for whole networks at this protocol, so none is printed beside ours.\nverified: logits of a {VERIFY_BATCH}-image batch at the timed resolution against an f64 reference of the same network; kernel path as timed.\n"
     )
 }
 
@@ -195,8 +208,26 @@ pub fn execute(args: &ModelArgs, argv: Vec<String>) -> Result<i32> {
             )));
         }
     }
-    if let Some(p) = &args.json {
-        report::check_writable(p, "--json")?;
+    let json_out = Output::resolve_opt(args.json.as_deref(), "--json")?;
+    crate::device::check_threads(&[args.threads], args.oversubscribe)?;
+    let free = crate::memory::available_host_bytes();
+    for m in &models {
+        let name = m.arch.name;
+        let r = m.resolution;
+        let Some(need) = m.peak_bytes(args.batch) else {
+            return Err(Error::Invalid(format!(
+                "{name} at {r}x{r}, batch {}: its buffers would need more than 2^64 bytes: reduce --batch or --resolution",
+                args.batch
+            )));
+        };
+        if let Some(free) = free.filter(|&f| need > f) {
+            return Err(Error::Invalid(format!(
+                "{name} at {r}x{r}, batch {}: needs about {} ({need} bytes) of memory, {} ({free} bytes) available: reduce --batch or --resolution",
+                args.batch,
+                crate::memory::human_bytes(need),
+                crate::memory::human_bytes(free)
+            )));
+        }
     }
     let device = crate::device::open(args.device)?;
     if args.device != DeviceSpec::Cpu {
@@ -212,15 +243,21 @@ pub fn execute(args: &ModelArgs, argv: Vec<String>) -> Result<i32> {
         for &imp in &args.implementations {
             if !args.quiet {
                 eprintln!(
-                    "{} ({imp}): verifying at {MIN_RESOLUTION}x{MIN_RESOLUTION}, then timing at {r}x{r}, batch {b}, {t} thread(s) ...",
+                    "{} ({imp}): verifying at {r}x{r} (batch {VERIFY_BATCH}), then timing at {r}x{r}, batch {b}, {t} thread(s) ...",
                     m.arch.name,
                     r = m.resolution,
                     b = args.batch,
                     t = args.threads
                 );
             }
-            let verification = pool.install(|| verify(m.arch, imp, args.seed, &device))?;
-            let meas = pool.install(|| time(m, imp, args, &device))?;
+            let verification = pool.install(|| verify(m, imp, args.seed, &device))?;
+            let (meas, kernel_path) = pool.install(|| time(m, imp, args, &device))?;
+            if kernel_path != verification.kernel_path {
+                return Err(Error::Verification(format!(
+                    "{} ({imp}): timed on kernel path '{kernel_path}' but verified on '{}'",
+                    m.arch.name, verification.kernel_path
+                )));
+            }
             let stats = Summary::from_samples(&meas.samples_ms);
             let cost = m.cost();
             let per_s = 1e3 / stats.median_ms;
@@ -236,6 +273,7 @@ pub fn execute(args: &ModelArgs, argv: Vec<String>) -> Result<i32> {
                 paper_gflops: m.arch.paper_gflops,
                 flops_vs_paper: (m.resolution == model::PAPER_RESOLUTION)
                     .then(|| cost.fvcore_flops as f64 / 1e9 / m.arch.paper_gflops - 1.0),
+                kernel_path,
                 verification,
                 warmup: Warmup {
                     runs: meas.warmup_runs,
@@ -248,14 +286,20 @@ pub fn execute(args: &ModelArgs, argv: Vec<String>) -> Result<i32> {
             });
         }
     }
-    print!(
+    let text = format!(
         "{} threads={} f32, {}\n{}",
         crate::device::info(args.device).name,
         args.threads,
         metadata::now_rfc3339(),
         table(&records)
     );
-    if let Some(path) = &args.json {
+    // With --json - the JSON owns standard output.
+    if json_out.as_ref().is_some_and(Output::is_stdout) {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(out) = &json_out {
         let result = ModelResult {
             schema_version: MODEL_SCHEMA_VERSION,
             mode: "model".into(),
@@ -269,9 +313,9 @@ pub fn execute(args: &ModelArgs, argv: Vec<String>) -> Result<i32> {
             records,
         };
         let text = serde_json::to_string_pretty(&result).expect("results serialise") + "\n";
-        report::write_atomic(path, text.as_bytes())?;
+        out.write(text.as_bytes())?;
         if !args.quiet {
-            eprintln!("wrote {}", path.display());
+            eprintln!("wrote {}", out.path().display());
         }
     }
     Ok(0)

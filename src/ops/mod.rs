@@ -7,6 +7,7 @@
 pub mod block;
 pub mod c2f;
 mod conv;
+pub mod kernel_path;
 pub mod native;
 mod pconv;
 pub mod types;

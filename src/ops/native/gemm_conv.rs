@@ -132,6 +132,7 @@ pub(crate) fn pointwise(
     accumulate: bool,
 ) {
     assert!(dst.len() >= m * hw && src.len() >= k * hw && w.len() >= m * k);
+    crate::ops::kernel_path::note(crate::ops::kernel_path::GEMM);
     let par = super::gemm_parallelism();
     // SAFETY: dst is an exclusive borrow of at least m rows of hw floats.
     unsafe {

@@ -6,6 +6,7 @@
 #![cfg_attr(not(feature = "cuda"), allow(dead_code))]
 
 use super::{uses_direct, Geometry, NativeLayer};
+use crate::ops::kernel_path;
 use crate::ops::{OpKind, PConvForward};
 
 /// The kernels, compiled by NVRTC at run time in a CUDA build.
@@ -165,6 +166,7 @@ pub(super) fn plan(layer: &NativeLayer, n: usize, c: usize, h: usize, w: usize) 
         _ => (g, layer.groups),
     };
     if groups > 1 || uses_direct(conv.c, hw) {
+        kernel_path::note(kernel_path::DIRECT);
         steps.push(Step::Grouped(Grouped {
             g: conv,
             groups,
@@ -175,6 +177,11 @@ pub(super) fn plan(layer: &NativeLayer, n: usize, c: usize, h: usize, w: usize) 
     }
     let rows = conv.c * conv.k * conv.k;
     let a_is_x = conv.k == 1; // a 1x1 conv's im2col is the input itself
+    kernel_path::note(if a_is_x {
+        kernel_path::GEMM
+    } else {
+        kernel_path::IM2COL_GEMM
+    });
     if !a_is_x {
         steps.push(Step::Im2col(Im2col {
             g: conv,
@@ -344,11 +351,23 @@ int main(int argc, char** argv) {
 
     /// Carries out a layer's plan on the CPU: the kernels as C, cuBLAS as `gemm`.
     fn run_plan(k: &CpuKernels, layer: &NativeLayer, x: &[f32], n: usize, g: Geometry) -> Vec<f32> {
+        run_steps(k, layer, plan(layer, n, g.c, g.h, g.w), x, n)
+    }
+
+    /// Carries out `steps` on the CPU into an output that starts as NaN, so an element no
+    /// step writes is caught by the comparison.
+    fn run_steps(
+        k: &CpuKernels,
+        layer: &NativeLayer,
+        steps: Vec<Step>,
+        x: &[f32],
+        n: usize,
+    ) -> Vec<f32> {
         let mut xb = x.to_vec();
         let mut wb = layer.weight.clone();
         let mut y = vec![f32::NAN; x.len()];
         let mut col = Vec::new();
-        for step in plan(layer, n, g.c, g.h, g.w) {
+        for step in steps {
             match step {
                 Step::Copy { from, count, image } => {
                     k.run("copy", &mut [&mut xb, &mut y], &[n, from, count, image])
@@ -418,5 +437,36 @@ int main(int argc, char** argv) {
                 plan(&layer, n, m.c, m.h, m.w)
             );
         }
+    }
+
+    /// The check above can fail: a PConv plan without its copy step leaves the untouched
+    /// channels unwritten (NaN), and the comparison must reject that.
+    #[test]
+    fn a_plan_missing_its_copy_step_fails_the_comparison() {
+        let kernels = CpuKernels::build();
+        let s = super::super::tests::spec(
+            OpKind::PConv,
+            "70x7x9",
+            3,
+            None,
+            Some(2),
+            PConvForward::SplitCat,
+        );
+        let (m, n) = (s.map, 2);
+        let weights = ops::random_weights(&s, 1, 17);
+        let layer = NativeLayer::new(&s, &weights[0]);
+        let x = ops::uniform(n * m.c * m.h * m.w, 1.0, &mut ops::seeded_rng(9));
+        let steps: Vec<Step> = plan(&layer, n, m.c, m.h, m.w)
+            .into_iter()
+            .filter(|step| !matches!(step, Step::Copy { .. }))
+            .collect();
+        let y = run_steps(&kernels, &layer, steps, &x, n);
+        let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
+        let reference = crate::verify::reference_forward(&s, &wide(&weights[0].data), &wide(&x), n);
+        let (abs, rel) = crate::verify::compare(&wide(&y), &reference);
+        assert!(
+            abs.is_nan() && rel.is_nan(),
+            "unwritten channels passed: abs {abs}, rel {rel}"
+        );
     }
 }

@@ -18,7 +18,7 @@ pub mod simd;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Shape, Tensor};
 
-use super::{Copies, LayerWeights, OpKind, OpSpec, PConvForward};
+use super::{kernel_path, Copies, LayerWeights, OpKind, OpSpec, PConvForward};
 
 /// A convolution's geometry: input channels, map, kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,18 @@ pub struct Geometry {
 /// (hw = 3136) 3.8 ms GEMM vs 5.0 ms direct.
 pub fn uses_direct(cg: usize, hw: usize) -> bool {
     cg <= 8 || (cg <= 32 && hw <= 1024)
+}
+
+/// The CPU kernel for a convolution with `cg` channels per group on an `hw`-pixel map with a
+/// k x k kernel: the one rule the dispatcher follows and the trace names.
+pub fn conv_path(cg: usize, hw: usize, k: usize) -> &'static str {
+    if uses_direct(cg, hw) {
+        kernel_path::DIRECT
+    } else if k == 1 {
+        kernel_path::GEMM
+    } else {
+        kernel_path::IM2COL_GEMM
+    }
 }
 
 /// One layer of a native operator.
@@ -84,8 +96,9 @@ impl NativeLayer {
 
     /// A convolution with `groups` groups on `n` images of `g.c` channels.
     fn conv(&self, x: &[f32], out: &mut [f32], n: usize, g: Geometry, groups: usize) {
-        let cg = g.c / groups;
-        if uses_direct(cg, g.h * g.w) {
+        let path = conv_path(g.c / groups, g.h * g.w, g.k);
+        kernel_path::note(path);
+        if path == kernel_path::DIRECT {
             direct::grouped_conv(x, &self.weight, out, n, &g, groups);
             return;
         }
@@ -112,7 +125,9 @@ impl NativeLayer {
             out[range.clone()].copy_from_slice(&x[range]);
         }
         let partial = Geometry { c: cp, ..g };
-        if uses_direct(cp, hw) {
+        let path = conv_path(cp, hw, g.k);
+        kernel_path::note(path);
+        if path == kernel_path::DIRECT {
             // The direct kernel wants dense images of c_p channels: gather them.
             let head: Vec<f32> = (0..n)
                 .flat_map(|b| x[b * image..][..cp * hw].iter().copied())
