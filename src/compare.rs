@@ -1,6 +1,7 @@
 //! Baseline vs current: match records by identity, estimate each change with a bootstrap
 //! confidence interval, and give the regression verdict (criterion's rule: a change counts
-//! only when its whole interval lies beyond the noise threshold).
+//! only when its whole interval lies beyond the noise threshold; "unchanged" only when the
+//! whole interval lies within it; anything between is "inconclusive").
 
 use std::path::Path;
 
@@ -20,7 +21,21 @@ pub enum Verdict {
     Regressed,
     /// The whole interval lies below 1 - threshold.
     Improved,
+    /// The whole interval lies within 1 ± threshold.
     Unchanged,
+    /// The interval reaches beyond 1 ± threshold but not wholly: too wide to decide.
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Regressed => "regressed",
+            Verdict::Improved => "improved",
+            Verdict::Unchanged => "unchanged",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
 }
 
 /// Options of a comparison.
@@ -31,6 +46,10 @@ pub struct Options {
     /// Confidence level of the interval (0.99 = 99%).
     pub confidence: f64,
     pub allow_different_device: bool,
+    /// Records of the baseline missing from the current run do not fail the gate.
+    pub allow_missing: bool,
+    /// Inconclusive changes fail the gate.
+    pub fail_on_inconclusive: bool,
 }
 
 /// One matched record.
@@ -55,8 +74,11 @@ pub struct Comparison {
     /// Differences of environment between the two files, said up front.
     pub environment: Vec<String>,
     pub changes: Vec<Change>,
+    /// Baseline records the current run lacks: a coverage regression unless allowed.
     pub only_in_baseline: Vec<String>,
     pub only_in_current: Vec<String>,
+    pub allow_missing: bool,
+    pub fail_on_inconclusive: bool,
 }
 
 impl Comparison {
@@ -67,24 +89,71 @@ impl Comparison {
     pub fn regressed(&self) -> bool {
         self.count(Verdict::Regressed) > 0
     }
+
+    /// Why the gate fails (empty when it passes): regressions, missing records unless
+    /// allowed, inconclusive changes when asked.
+    pub fn failures(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        if self.regressed() {
+            why.push(format!("{} regressed", self.count(Verdict::Regressed)));
+        }
+        if !self.allow_missing && !self.only_in_baseline.is_empty() {
+            why.push(format!(
+                "{} baseline record(s) missing from the current run (--allow-missing to accept)",
+                self.only_in_baseline.len()
+            ));
+        }
+        let inconclusive = self.count(Verdict::Inconclusive);
+        if self.fail_on_inconclusive && inconclusive > 0 {
+            why.push(format!(
+                "{inconclusive} inconclusive (--fail-on-inconclusive)"
+            ));
+        }
+        why
+    }
+
+    pub fn passed(&self) -> bool {
+        self.failures().is_empty()
+    }
 }
 
-/// A record's identity: everything that must match for two records to be comparable.
-pub fn identity(r: &Record) -> String {
+/// A record's identity: everything that must match for two records to be comparable,
+/// every field that changes the work done included, and the file's TF32 setting.
+pub fn identity(r: &Record, tf32: bool) -> String {
+    let opt = |name: &str, v: Option<String>| v.map_or(String::new(), |v| format!(" {name}={v}"));
     format!(
-        "{} {} {} {} {} b{} t{} {} L{}",
-        r.op, r.variant, r.shape, r.implementation, r.dtype, r.batch, r.threads, r.device, r.layers
+        "{} {} {} {} {} b{} t{} {} L{} k={}{}{}{}{}{}{}{}",
+        r.op,
+        r.variant,
+        r.shape,
+        r.implementation,
+        r.dtype,
+        r.batch,
+        r.threads,
+        r.device,
+        r.layers,
+        r.kernel,
+        opt("g", r.groups.map(|v| v.to_string())),
+        opt("n_div", r.n_div.map(|v| v.to_string())),
+        opt("fwd", r.forward.map(|v| v.to_string())),
+        opt("e", r.expansion.map(|v| v.to_string())),
+        opt("act", r.act.map(|v| v.to_string())),
+        opt("n", r.bottlenecks.map(|v| v.to_string())),
+        if tf32 { " tf32" } else { "" }
     )
 }
 
 /// The verdict for an interval.
 pub fn verdict(ci: &RatioCi, threshold: f64) -> Verdict {
-    if ci.lo > 1.0 + threshold {
+    let (lo, hi) = (1.0 - threshold, 1.0 + threshold);
+    if ci.lo > hi {
         Verdict::Regressed
-    } else if ci.hi < 1.0 - threshold {
+    } else if ci.hi < lo {
         Verdict::Improved
-    } else {
+    } else if ci.lo >= lo && ci.hi <= hi {
         Verdict::Unchanged
+    } else {
+        Verdict::Inconclusive
     }
 }
 
@@ -108,7 +177,7 @@ fn check_samples(path: &Path, result: &RunResult) -> Result<()> {
         Some(r) => Err(Error::Invalid(format!(
             "'{}': record '{}' has no raw samples (samples_ms is empty): compare needs them",
             path.display(),
-            identity(r)
+            identity(r, result.config.tf32)
         ))),
         None => Ok(()),
     }
@@ -170,9 +239,11 @@ pub fn compare(
     }
     let mut changes = Vec::new();
     let mut only_in_baseline = Vec::new();
+    let base_id = |r: &Record| identity(r, base.config.tf32);
+    let cur_id = |r: &Record| identity(r, cur.config.tf32);
     for (i, b) in base.records.iter().enumerate() {
-        let id = identity(b);
-        match cur.records.iter().find(|c| identity(c) == id) {
+        let id = base_id(b);
+        match cur.records.iter().find(|c| cur_id(c) == id) {
             Some(c) => {
                 let ci = bootstrap_median_ratio(
                     &groups(&b.samples_ms, &b.repetitions),
@@ -195,8 +266,8 @@ pub fn compare(
     let only_in_current: Vec<String> = cur
         .records
         .iter()
-        .map(identity)
-        .filter(|id| !base.records.iter().any(|b| identity(b) == *id))
+        .map(cur_id)
+        .filter(|id| !base.records.iter().any(|b| base_id(b) == *id))
         .collect();
     if changes.is_empty() {
         return Err(Error::Invalid(format!(
@@ -214,6 +285,8 @@ pub fn compare(
         changes,
         only_in_baseline,
         only_in_current,
+        allow_missing: opts.allow_missing,
+        fail_on_inconclusive: opts.fail_on_inconclusive,
     })
 }
 
@@ -241,8 +314,50 @@ mod tests {
             confidence: 0.99,
         };
         assert_eq!(verdict(&ci(1.06, 1.3), 0.05), Verdict::Regressed);
-        assert_eq!(verdict(&ci(1.04, 1.3), 0.05), Verdict::Unchanged);
+        assert_eq!(verdict(&ci(1.04, 1.3), 0.05), Verdict::Inconclusive);
         assert_eq!(verdict(&ci(0.7, 0.94), 0.05), Verdict::Improved);
-        assert_eq!(verdict(&ci(0.7, 0.96), 0.05), Verdict::Unchanged);
+        assert_eq!(verdict(&ci(0.7, 0.96), 0.05), Verdict::Inconclusive);
+        assert_eq!(verdict(&ci(0.96, 1.04), 0.05), Verdict::Unchanged);
+        // Too wide on both sides: nothing can be said.
+        assert_eq!(verdict(&ci(0.8, 1.2), 0.05), Verdict::Inconclusive);
+        // The example: [0.92, 1.52] at 10% is no evidence of "unchanged".
+        assert_eq!(verdict(&ci(0.92, 1.52), 0.10), Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn identity_separates_every_field_that_changes_the_work() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/results/cpu-xeon-2c-1t-blocks.json"
+        );
+        let file: RunResult =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let r = file.records[0].clone();
+        let id = identity(&r, false);
+        assert_ne!(id, identity(&r, true), "tf32");
+        let edits: [fn(&mut Record); 7] = [
+            |r| r.kernel += 2,
+            |r| r.groups = Some(r.groups.unwrap_or(1) + 1),
+            |r| r.n_div = Some(r.n_div.unwrap_or(1) + 1),
+            |r| {
+                r.forward = Some(match r.forward {
+                    Some(crate::ops::PConvForward::Slicing) => crate::ops::PConvForward::SplitCat,
+                    _ => crate::ops::PConvForward::Slicing,
+                })
+            },
+            |r| r.expansion = Some(r.expansion.unwrap_or(1) + 1),
+            |r| {
+                r.act = Some(match r.act {
+                    Some(crate::ops::Act::Relu) => crate::ops::Act::Gelu,
+                    _ => crate::ops::Act::Relu,
+                })
+            },
+            |r| r.bottlenecks = Some(r.bottlenecks.unwrap_or(1) + 1),
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut other = r.clone();
+            edit(&mut other);
+            assert_ne!(identity(&other, false), id, "edit {i}");
+        }
     }
 }

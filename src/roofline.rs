@@ -95,6 +95,20 @@ pub fn place(intensity: f64, achieved_gflop_per_s: f64, c: &Ceilings) -> Rooflin
     }
 }
 
+/// Places every record under the profile's ceilings for its thread count (none when the
+/// profile has no ceilings for it).
+pub fn place_records(profile: &Profile, records: &mut [crate::record::Record]) {
+    for r in records {
+        r.roofline = profile.for_threads(r.threads).map(|c| {
+            place(
+                r.cost.arithmetic_intensity_flop_per_byte,
+                r.rates.gflop_per_s,
+                c,
+            )
+        });
+    }
+}
+
 /// Sizes of the calibration kernels.
 #[derive(Debug, Clone, Copy)]
 pub struct Sizes {

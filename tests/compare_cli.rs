@@ -133,11 +133,108 @@ fn records_on_one_side_and_other_devices_are_reported() {
         "{}",
         stderr(&out)
     );
+    // Five baseline records vanished: a coverage regression, exit 1 ...
     let out = compare(&[b, f, "--allow-different-device"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("note: device differs"), "{text}");
-    assert_eq!(text.matches("only in baseline:").count(), 5, "{text}");
+    assert_eq!(
+        text.matches("missing from current (only in baseline):")
+            .count(),
+        5,
+        "{text}"
+    );
+    assert!(text.contains("5 missing from current"), "{text}");
+    assert!(
+        text.contains("gate fails: 5 baseline record(s) missing"),
+        "{text}"
+    );
+    // ... unless accepted.
+    let out = compare(&[b, f, "--allow-different-device", "--allow-missing"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // Records only in the current run are new coverage, never a failure.
+    let out = compare(&[f, b, "--allow-different-device"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+/// Rounds that disagree (0.97x, 1.0x, 1.3x of the baseline): the interval of the change is
+/// too wide to call it unchanged or regressed at 10%.
+#[test]
+fn a_change_too_wide_to_decide_is_inconclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = steady(&real_run(dir.path()));
+    let wide = edited(&base, "wide.json", 1.0, |v| {
+        for r in v["records"].as_array_mut().unwrap() {
+            let m = r["stats"]["median_ms"].as_f64().unwrap();
+            let samples: Vec<Value> = [0.97, 1.0, 1.3]
+                .iter()
+                .flat_map(|f| {
+                    (0..10).map(move |i| Value::from(m * f * (1.0 + 0.001 * f64::from(i))))
+                })
+                .collect();
+            r["repetitions"] = Value::from(vec![10, 10, 10]);
+            r["samples_ms"] = Value::Array(samples);
+        }
+    });
+    let (b, w) = (base.to_str().unwrap(), wide.to_str().unwrap());
+    let out = compare(&[b, w, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for ch in v["changes"].as_array().unwrap() {
+        assert_eq!(ch["verdict"], "inconclusive", "{ch}");
+    }
+    let out = compare(&[b, w]);
+    assert!(stdout(&out).contains("8 inconclusive"), "{}", stdout(&out));
+    let out = compare(&[b, w, "--format", "markdown", "--fail-on-inconclusive"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("❌"), "{}", stdout(&out));
+}
+
+/// `merge` pools rounds: each file a repetition, stats recomputed from all samples.
+#[test]
+fn merge_pools_rounds_as_repetitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = real_run(dir.path());
+    let slower = edited(&base, "slower.json", 2.0, |_| {});
+    let merged = dir.path().join("merged.json");
+    let out = run(&[
+        "merge",
+        base.to_str().unwrap(),
+        slower.to_str().unwrap(),
+        "--json",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (a, m) = (read_json(&base), read_json(&merged));
+    let recs = m["records"].as_array().unwrap();
+    assert_eq!(recs.len(), a["records"].as_array().unwrap().len());
+    for (r, orig) in recs.iter().zip(a["records"].as_array().unwrap()) {
+        let n = orig["samples_ms"].as_array().unwrap().len();
+        assert_eq!(r["repetitions"], serde_json::json!([n, n]), "{r}");
+        assert_eq!(r["samples_ms"].as_array().unwrap().len(), 2 * n);
+        assert_eq!(r["stats"]["samples"], 2 * n);
+        let (lo, hi) = (
+            orig["stats"]["min_ms"].as_f64().unwrap(),
+            2.0 * orig["stats"]["max_ms"].as_f64().unwrap(),
+        );
+        let med = r["stats"]["median_ms"].as_f64().unwrap();
+        assert!(lo <= med && med <= hi, "{med} outside [{lo}, {hi}]");
+    }
+    // Another machine's round is refused, and the output is not written.
+    let other = edited(&base, "other.json", 1.0, |v| {
+        v["device"]["name"] = Value::from("Another CPU");
+    });
+    let out2 = dir.path().join("no.json");
+    let out = run(&[
+        "merge",
+        base.to_str().unwrap(),
+        other.to_str().unwrap(),
+        "--json",
+        out2.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("device differs"), "{}", stderr(&out));
+    assert!(!out2.exists());
 }
 
 #[test]

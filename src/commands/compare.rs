@@ -12,6 +12,8 @@ pub fn execute(args: &CompareArgs) -> Result<i32> {
         threshold: args.threshold,
         confidence: args.confidence,
         allow_different_device: args.allow_different_device,
+        allow_missing: args.allow_missing,
+        fail_on_inconclusive: args.fail_on_inconclusive,
     };
     let c = compare::compare(&args.baseline, &base, &args.current, &cur, opts)?;
     print!(
@@ -22,5 +24,5 @@ pub fn execute(args: &CompareArgs) -> Result<i32> {
             CompareFormat::Json => comparison::json(&c),
         }
     );
-    Ok(if c.regressed() { exit::REGRESSION } else { 0 })
+    Ok(if c.passed() { 0 } else { exit::REGRESSION })
 }

@@ -3,6 +3,7 @@
 pub mod calibrate;
 pub mod compare;
 pub mod measure;
+pub mod merge;
 pub mod model;
 pub mod report;
 pub mod run;

@@ -11,11 +11,13 @@ fn pct(ratio: f64) -> String {
 
 fn summary(c: &Comparison) -> String {
     format!(
-        "{} regressed, {} improved, {} unchanged of {} matched records (threshold ±{:.1}%, {:.0}% bootstrap CI of the median ratio)",
+        "{} regressed, {} improved, {} unchanged, {} inconclusive of {} matched records, {} missing from current (threshold ±{:.1}%, {:.0}% bootstrap CI of the median ratio)",
         c.count(Verdict::Regressed),
         c.count(Verdict::Improved),
         c.count(Verdict::Unchanged),
+        c.count(Verdict::Inconclusive),
         c.changes.len(),
+        c.only_in_baseline.len(),
         c.threshold * 100.0,
         c.confidence * 100.0
     )
@@ -28,7 +30,7 @@ fn cells(ch: &Change) -> [String; 6] {
         format!("{:.4}", ch.current_median_ms),
         pct(ch.ratio.ratio),
         format!("[{}, {}]", pct(ch.ratio.lo), pct(ch.ratio.hi)),
-        format!("{:?}", ch.verdict).to_lowercase(),
+        ch.verdict.as_str().to_string(),
     ]
 }
 
@@ -46,7 +48,7 @@ fn notes(c: &Comparison) -> Vec<String> {
     out.extend(
         c.only_in_baseline
             .iter()
-            .map(|r| format!("only in baseline: {r}")),
+            .map(|r| format!("missing from current (only in baseline): {r}")),
     );
     out.extend(
         c.only_in_current
@@ -79,14 +81,20 @@ pub fn table(c: &Comparison) -> String {
         out += &format!("{n}\n");
     }
     out += &format!("{t}\n{}\n", summary(c));
+    for why in c.failures() {
+        out += &format!("gate fails: {why}\n");
+    }
     out
 }
 
 /// Markdown for a pull-request comment: a summary line, then only what changed (all rows
 /// when nothing did).
 pub fn markdown(c: &Comparison) -> String {
-    let icon = if c.regressed() { "❌" } else { "✅" };
+    let icon = if c.passed() { "✅" } else { "❌" };
     let mut out = format!("{icon} **pconv-bench**: {}\n\n", summary(c));
+    for why in c.failures() {
+        out += &format!("- gate fails: {why}\n");
+    }
     for n in notes(c) {
         out += &format!("- {n}\n");
     }
