@@ -12,7 +12,7 @@ use crate::ops::{Dtype, FeatureMap, Implementation, OpKind, PConvForward};
     name = "pconv-bench",
     version,
     about = "Is Partial Convolution (PConv, FasterNet) really faster than DWConv and GConv? Measures latency, MACs, memory access and achieved FLOPS.",
-    after_help = "Examples:\n  pconv-bench run                                  # paper Table 1 on CPU, 1 thread\n  pconv-bench run --threads 2 --json results/my-cpu-table1.json\n  pconv-bench run --ops pconv,dwconv --shapes 64x80x80 --batch 8\n\nExit codes: 0 ok, 1 regression (compare), 2 bad input, 3 verification failed, 4 runtime error,
+    after_help = "Examples:\n  pconv-bench run                                  # paper Table 1 on CPU, 1 thread\n  pconv-bench run --threads 2 --json results/my-cpu-table1.json\n  pconv-bench run --ops pconv,dwconv --shapes 64x80x80 --batch 8\n\nExit codes: 0 ok, 1 gate failed (compare), 2 bad input, 3 verification failed, 4 runtime error,
 130 interrupted."
 )]
 pub struct Cli {
@@ -40,6 +40,10 @@ pub enum Command {
     /// confidence interval, and a regression verdict (exit 1 when anything regressed).
     #[command(after_help = COMPARE_EXAMPLES)]
     Compare(CompareArgs),
+    /// Pool results files of one benchmark measured in separate processes (interleaved
+    /// rounds) into one file: each file's samples become a repetition of its records.
+    #[command(after_help = MERGE_EXAMPLES)]
+    Merge(MergeArgs),
     /// Verify, then time, whole FasterNet classifiers (T0 .. L) with random weights: latency,
     /// and MACs beside the paper's FLOPs.
     #[command(after_help = MODEL_EXAMPLES)]
@@ -76,13 +80,36 @@ const REPORT_EXAMPLES: &str = "Examples:
   pconv-bench report s.json --format csv > s.csv
   pconv-bench report s.json --plot s.svg";
 
+const MERGE_EXAMPLES: &str = "Examples:
+  pconv-bench merge round-1.json round-2.json round-3.json --json pooled.json
+  pconv-bench compare base.json head.json   # after merging each side's interleaved rounds
+
+Records match by identity (as in compare); stats and rates are recomputed from the pooled
+samples. The files must come from one device model with the same layers, seed and TF32 setting.";
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Results files of `run` or `sweep`, in the order they were measured.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Where to write the pooled results (atomically).
+    #[arg(long)]
+    pub json: PathBuf,
+}
+
 const COMPARE_EXAMPLES: &str = "Examples:
-  pconv-bench compare results/baseline-ci.json new.json
+  pconv-bench compare base.json head.json
   pconv-bench compare base.json new.json --threshold 5% --format markdown > comment.md
 
+  pconv-bench merge base-1.json base-2.json base-3.json --json base.json   # interleaved rounds
+  scripts/ab-gate.sh --base old/pconv-bench --head new/pconv-bench        # the whole CI gate
+
 A record regressed only when the whole confidence interval of median(current) / median(baseline)
-lies above 1 + threshold (improved: below 1 - threshold). Exit codes: 0 no regression, 1 regression,
-2 bad input.";
+lies above 1 + threshold (improved: below 1 - threshold); unchanged only when it lies within
+1 ± threshold; otherwise inconclusive (too wide to decide). Compare runs made on the same machine,
+interleaved: absolute times from different machines say nothing about the code.
+Exit codes: 0 gate passed; 1 a regression, a baseline record missing from the current run (unless
+--allow-missing), or an inconclusive change with --fail-on-inconclusive; 2 bad input.";
 
 /// Output formats of `compare`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -110,6 +137,14 @@ pub struct CompareArgs {
     /// Allow comparing runs from different device models.
     #[arg(long)]
     pub allow_different_device: bool,
+    /// Do not fail when baseline records are missing from the current run (by default a
+    /// benchmark that disappears fails the gate: exit 1).
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// Fail (exit 1) when a change is inconclusive: its interval reaches beyond the
+    /// threshold without lying wholly beyond it.
+    #[arg(long)]
+    pub fail_on_inconclusive: bool,
 }
 
 /// Parses a confidence level in percent into a fraction.
@@ -227,6 +262,10 @@ pub struct SuiteArgs {
     /// CUDA only: let f32 GEMMs use TF32 tensor cores (on, off; default off). Recorded.
     #[arg(long, value_parser = on_off, value_name = "on|off")]
     pub tf32: Option<bool>,
+    /// Allow --threads above this machine's logical CPUs (refused by default: the threads
+    /// would share cores and time each other). Recorded.
+    #[arg(long)]
+    pub oversubscribe: bool,
 }
 
 fn on_off(s: &str) -> Result<bool, String> {
@@ -259,6 +298,7 @@ impl SuiteArgs {
             measure_time_s: self.measure_time,
             seed: self.seed,
             tf32: self.tf32,
+            oversubscribe: self.oversubscribe.then_some(true),
         }
     }
 }
@@ -300,6 +340,10 @@ pub struct MeasureArgs {
     /// regression gate fires). Never use it for real measurements.
     #[arg(long, hide = true, value_name = "US")]
     pub inject_delay_us: Option<u64>,
+    /// Test hook: write a NaN into the verified output of this operator (to check that a
+    /// verification failure is reported, exit 3). Never use it for real measurements.
+    #[arg(long, hide = true, value_name = "OP")]
+    pub inject_nan_into: Option<OpKind>,
 }
 
 #[derive(Debug, Args)]
@@ -354,6 +398,9 @@ pub struct ModelArgs {
     /// Write the results as JSON (atomically) to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Allow --threads above this machine's logical CPUs.
+    #[arg(long)]
+    pub oversubscribe: bool,
     /// No informational messages on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -404,6 +451,9 @@ pub struct CalibrateArgs {
     /// Measurement time per kernel.
     #[arg(long = "measure-time", value_parser = seconds, default_value = "2", value_name = "SECONDS")]
     pub measure_time: f64,
+    /// Allow --threads above this machine's logical CPUs.
+    #[arg(long)]
+    pub oversubscribe: bool,
     /// No informational messages on stderr.
     #[arg(long, short)]
     pub quiet: bool,

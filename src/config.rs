@@ -110,6 +110,9 @@ pub struct Suite {
     /// CUDA: let f32 GEMMs use TF32 tensor cores (candle's reduced-precision flag).
     #[serde(default)]
     pub tf32: bool,
+    /// Thread counts above the machine's logical CPUs were allowed (`--oversubscribe`).
+    #[serde(default)]
+    pub oversubscribe: bool,
 }
 
 fn default_expansion() -> Vec<usize> {
@@ -375,6 +378,7 @@ pub struct Overrides {
     pub measure_time_s: Option<f64>,
     pub seed: Option<u64>,
     pub tf32: Option<bool>,
+    pub oversubscribe: Option<bool>,
 }
 
 impl Suite {
@@ -402,7 +406,8 @@ impl Suite {
             warmup_time_s,
             measure_time_s,
             seed,
-            tf32
+            tf32,
+            oversubscribe
         );
         self.validate().map_err(|e| Error::Invalid(e.message))?;
         Ok(self)

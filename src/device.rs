@@ -77,6 +77,23 @@ fn gpu_info(_ordinal: usize) -> Option<crate::metadata::GpuInfo> {
 /// Pins the thread count candle's CPU kernels use: candle reads `RAYON_NUM_THREADS` on each
 /// GEMM, and its rayon loops run in whichever pool is current. Call before the pool that
 /// will run the work is built, from the main thread, with no candle work in flight.
+/// Logical CPUs this process may run on.
+pub fn logical_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Refuses thread counts above the logical CPUs (they would hang on spawning a huge pool or
+/// time threads fighting for cores) unless `oversubscribe` says it is meant.
+pub fn check_threads(threads: &[usize], oversubscribe: bool) -> Result<()> {
+    let cpus = logical_cpus();
+    match threads.iter().find(|&&t| t > cpus) {
+        Some(t) if !oversubscribe => Err(Error::Invalid(format!(
+            "threads {t} is more than the {cpus} logical CPUs of this machine: allowed are 1 to {cpus}, or add --oversubscribe to run it deliberately"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub fn pin_threads(threads: usize) -> Result<rayon::ThreadPool> {
     // Safe in edition 2021; nothing else reads or writes the environment concurrently here.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());

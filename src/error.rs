@@ -1,10 +1,21 @@
 //! The one error type at the tool's boundary, and the exit code each kind maps to.
+//!
+//! | exit | when | error kinds |
+//! |---|---|---|
+//! | 0 | success (`compare`: the gate passed) | - |
+//! | 1 | `compare`: a regression, a baseline record missing from the current run (unless `--allow-missing`), an inconclusive change under `--fail-on-inconclusive` | - (a verdict, not an error) |
+//! | 2 | bad input: a flag, a config file, an output path, a thread count above the CPUs, a point whose memory cannot fit, a dtype or device this build cannot run; nothing measured or written | [`Error::Invalid`], [`Error::Config`], [`Error::Unsupported`] |
+//! | 3 | an operator failed verification (it was not timed; the others were) | [`Error::Verification`] |
+//! | 4 | a run-time failure: writing an output, a backend error, an internal error | [`Error::Io`], [`Error::Candle`] |
+//! | 130 | interrupted by Ctrl-C; what finished was written | [`Error::Interrupted`] |
+//!
+//! `tests/outputs_cli.rs` reaches every code through the binary.
 
 use std::path::PathBuf;
 
 /// Exit codes, documented in README.md ("Exit codes").
 pub mod exit {
-    /// `compare` found at least one regression.
+    /// `compare`'s gate failed (see the table above).
     pub const REGRESSION: i32 = 1;
     /// Bad input: a flag, a config file, an output path. Nothing was measured or written.
     pub const INVALID_INPUT: i32 = 2;

@@ -5,6 +5,12 @@ use pconv_bench::commands;
 use pconv_bench::error::exit;
 
 fn main() {
+    // A panic is a bug, never an answer to input: say so in one line, exit as a run-time
+    // failure, no backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error (please report it): {info}");
+        std::process::exit(exit::RUNTIME);
+    }));
     let argv: Vec<String> = std::env::args().collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
@@ -29,6 +35,7 @@ fn main() {
         Command::Report(args) => commands::report::execute(args),
         Command::Calibrate(args) => commands::calibrate::execute(args),
         Command::Compare(args) => commands::compare::execute(args),
+        Command::Merge(args) => commands::merge::execute(args, argv),
         Command::Model(args) => commands::model::execute(args, argv),
     };
     match result {

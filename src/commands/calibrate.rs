@@ -1,6 +1,6 @@
 //! `pconv-bench calibrate`: the device's ceilings for the roofline, saved as a profile.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::cli::CalibrateArgs;
 use crate::config::DeviceSpec;
@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::measure::Budget;
 use crate::metadata::{self, ToolInfo};
 use crate::ops::Dtype;
-use crate::report;
+use crate::output::Output;
 use crate::roofline::{self, Ceiling, Profile, Sizes, PROFILE_KIND, PROFILE_SCHEMA_VERSION};
 
 /// Measures the ceilings at each thread count.
@@ -104,7 +104,8 @@ pub fn execute(args: &CalibrateArgs) -> Result<i32> {
                 .map_err(|e| Error::io(format!("creating '{}'", dir.display()), e))?;
         }
     }
-    report::check_writable(&path, "--json")?;
+    let out = Output::resolve(&path, "--json")?;
+    crate::device::check_threads(&args.threads, args.oversubscribe)?;
     let sizes = Sizes {
         gemm: args.gemm_size,
         buffer_bytes: args.buffer_mib << 20,
@@ -112,17 +113,21 @@ pub fn execute(args: &CalibrateArgs) -> Result<i32> {
     let budget = Budget::new(args.warmup_time, args.measure_time);
     crate::device::steady_allocator();
     let profile = measure(args.device, &args.threads, sizes, &budget, args.quiet)?;
-    print!("{}", describe(&profile));
-    save(&path, &profile)?;
+    if out.is_stdout() {
+        eprint!("{}", describe(&profile));
+    } else {
+        print!("{}", describe(&profile));
+    }
+    save(&out, &profile)?;
     if !args.quiet {
-        eprintln!("wrote profile to {}", path.display());
+        eprintln!("wrote profile to {}", out.path().display());
     }
     Ok(0)
 }
 
-pub fn save(path: &Path, profile: &Profile) -> Result<()> {
+pub fn save(out: &Output, profile: &Profile) -> Result<()> {
     let text = serde_json::to_string_pretty(profile).expect("profile serialises") + "\n";
-    report::write_atomic(path, text.as_bytes())
+    out.write(text.as_bytes())
 }
 
 #[cfg(test)]

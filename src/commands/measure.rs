@@ -9,6 +9,7 @@ use crate::config::{self, Suite};
 use crate::error::{exit, Error, Result};
 use crate::measure::Budget;
 use crate::metadata::{self, ToolInfo};
+use crate::output::Output;
 use crate::plan::{self, Point};
 use crate::progress;
 use crate::record::{Mode, Record, RunResult, SCHEMA_VERSION};
@@ -31,6 +32,33 @@ pub struct Job<'a> {
     pub resume: Option<&'a Path>,
     pub yes: bool,
     pub argv: Vec<String>,
+}
+
+/// The outputs of one run, resolved before anything is measured.
+struct Outputs {
+    json: Option<Output>,
+    plot: Option<Output>,
+    roofline: Option<Output>,
+}
+
+impl Outputs {
+    fn all(&self) -> impl Iterator<Item = &Output> {
+        self.json.iter().chain(&self.plot).chain(&self.roofline)
+    }
+
+    fn any_stdout(&self) -> bool {
+        self.all().any(Output::is_stdout)
+    }
+
+    /// Standard output can carry one document.
+    fn check_one_stdout(&self) -> Result<()> {
+        if self.all().filter(|o| o.is_stdout()).count() > 1 {
+            return Err(Error::Invalid(
+                "only one of --json, --plot and --roofline can be - (standard output)".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Refuses to resume from a file measured with other settings.
@@ -93,12 +121,26 @@ pub fn execute(job: Job) -> Result<i32> {
         .json
         .clone()
         .or_else(|| job.resume.map(Path::to_path_buf));
-    if let Some(path) = &json_path {
-        report::check_writable(path, "--json")?;
+    if let (Some(path), Some(_)) = (&json_path, job.resume) {
+        if path.as_os_str() == "-" {
+            return Err(Error::Invalid(
+                "--resume needs a results file to read and rewrite, not -".into(),
+            ));
+        }
     }
-    if let Some(path) = &args.plot {
-        plot::check_path(path)?;
-    }
+    let outputs = Outputs {
+        json: Output::resolve_opt(json_path.as_deref(), "--json")?,
+        plot: args
+            .plot
+            .as_deref()
+            .map(|p| plot::output(p, "--plot"))
+            .transpose()?,
+        roofline: args
+            .roofline
+            .as_deref()
+            .map(|p| plot::output(p, "--roofline"))
+            .transpose()?,
+    };
     if let Some(path) = &args.roofline {
         if args.profile.is_none() && !args.calibrate {
             return Err(Error::Invalid(format!(
@@ -106,8 +148,9 @@ pub fn execute(job: Job) -> Result<i32> {
                 path.display()
             )));
         }
-        plot::check_path(path)?;
     }
+    outputs.check_one_stdout()?;
+    crate::device::check_threads(&suite.threads, suite.oversubscribe)?;
     let mut profile = match &args.profile {
         Some(path) => {
             let p = roofline::read(path)?;
@@ -167,6 +210,7 @@ pub fn execute(job: Job) -> Result<i32> {
             suite.device
         )));
     }
+    let largest = crate::memory::check_points(&points, suite.layers, &device)?;
     if !args.quiet {
         let skipped = total - points.len();
         let resumed = if skipped > 0 {
@@ -175,9 +219,10 @@ pub fn execute(job: Job) -> Result<i32> {
             String::new()
         };
         eprintln!(
-            "{}: {} points{resumed}, about {estimate}",
+            "{}: {} points{resumed}, about {estimate}; the largest needs about {} of memory",
             suite.name,
-            points.len()
+            points.len(),
+            crate::memory::human_bytes(largest)
         );
     }
 
@@ -209,6 +254,7 @@ pub fn execute(job: Job) -> Result<i32> {
         budget: Budget::new(suite.warmup_time_s, suite.measure_time_s),
         seed: suite.seed,
         inject_delay: args.inject_delay_us.map(std::time::Duration::from_micros),
+        inject_nan_into: args.inject_nan_into,
     };
     let outcome = bench::run(
         &ctx,
@@ -229,15 +275,7 @@ pub fn execute(job: Job) -> Result<i32> {
     records.extend(outcome.records);
     failures.extend(outcome.failures);
     if let Some(p) = &profile {
-        for r in &mut records {
-            r.roofline = p.for_threads(r.threads).map(|c| {
-                roofline::place(
-                    r.cost.arithmetic_intensity_flop_per_byte,
-                    r.rates.gflop_per_s,
-                    c,
-                )
-            });
-        }
+        roofline::place_records(p, &mut records);
     }
     let result = RunResult {
         schema_version: SCHEMA_VERSION,
@@ -253,30 +291,37 @@ pub fn execute(job: Job) -> Result<i32> {
         failures,
         profile,
     };
-    print!("{}", report::table::TableFormat.export(&result));
-    if let Some(path) = &json_path {
-        json::write(path, &result)?;
-        if !args.quiet {
-            eprintln!(
-                "wrote {} records to {}",
-                result.records.len(),
-                path.display()
-            );
-        }
+    let table = report::table::TableFormat.export(&result);
+    if outputs.any_stdout() {
+        eprint!("{table}");
+    } else {
+        print!("{table}");
     }
-    if let Some(path) = &args.plot {
+    let say = |what: String| {
+        if !args.quiet {
+            eprintln!("{what}");
+        }
+    };
+    if let Some(out) = &outputs.json {
+        json::write(out, &result)?;
+        say(format!(
+            "wrote {} records to {}",
+            result.records.len(),
+            out.path().display()
+        ));
+    }
+    if let Some(out) = &outputs.plot {
         if !result.records.is_empty() {
-            plot::write(path, &result)?;
-            if !args.quiet {
-                eprintln!("wrote figures to {}", path.display());
-            }
+            plot::write(out, &result)?;
+            say(format!("wrote figures to {}", out.path().display()));
         }
     }
-    if let Some(path) = &args.roofline {
-        plot::write_roofline(path, &result)?;
-        if !args.quiet {
-            eprintln!("wrote the roofline chart to {}", path.display());
-        }
+    if let Some(out) = &outputs.roofline {
+        plot::write_roofline(out, &result)?;
+        say(format!(
+            "wrote the roofline chart to {}",
+            out.path().display()
+        ));
     }
     Ok(if !result.complete {
         exit::INTERRUPTED

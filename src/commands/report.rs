@@ -2,11 +2,24 @@
 
 use crate::cli::ReportArgs;
 use crate::error::Result;
+use crate::output::Output;
 use crate::report::{json, plot};
 
 pub fn execute(args: &ReportArgs) -> Result<i32> {
-    for path in args.plot.iter().chain(&args.roofline) {
-        plot::check_path(path)?;
+    let plot_out = args
+        .plot
+        .as_deref()
+        .map(|p| plot::output(p, "--plot"))
+        .transpose()?;
+    let roofline_out = args
+        .roofline
+        .as_deref()
+        .map(|p| plot::output(p, "--roofline"))
+        .transpose()?;
+    if plot_out.iter().chain(&roofline_out).any(Output::is_stdout) {
+        return Err(crate::error::Error::Invalid(
+            "report prints its text on standard output: give --plot and --roofline a file path, not -".into(),
+        ));
     }
     let mut files = args.files.iter();
     let first = files.next().expect("clap requires at least one file");
@@ -18,11 +31,11 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
         merged.complete &= more.complete;
     }
     print!("{}", args.format.exporter().export(&merged));
-    if let Some(path) = &args.plot {
-        plot::write(path, &merged)?;
+    if let Some(out) = &plot_out {
+        plot::write(out, &merged)?;
     }
-    if let Some(path) = &args.roofline {
-        plot::write_roofline(path, &merged)?;
+    if let Some(out) = &roofline_out {
+        plot::write_roofline(out, &merged)?;
     }
     Ok(0)
 }

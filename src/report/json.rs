@@ -19,8 +19,8 @@ pub fn to_string(result: &RunResult) -> String {
     serde_json::to_string_pretty(result).expect("results serialise") + "\n"
 }
 
-pub fn write(path: &Path, result: &RunResult) -> Result<()> {
-    super::write_atomic(path, to_string(result).as_bytes())
+pub fn write(out: &crate::output::Output, result: &RunResult) -> Result<()> {
+    out.write(to_string(result).as_bytes())
 }
 
 /// Reads a results file, refusing files that are not pconv-bench results or are newer.

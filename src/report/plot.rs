@@ -12,22 +12,27 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::ops::{FeatureMap, OpKind, PConvForward};
+use crate::output::Output;
 use crate::record::{Record, RunResult};
 
-/// Refuses a plot path this build cannot write, before any work.
-pub fn check_path(path: &Path) -> Result<()> {
+/// Resolves an SVG output of option `flag`, refusing before any work a path this build
+/// cannot write (`-` is standard output).
+pub fn output(path: &Path, flag: &str) -> Result<Output> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
+    if path.as_os_str() == "-" {
+        return Output::resolve(path, flag);
+    }
     match ext.as_deref() {
-        Some("svg") => super::check_writable(path, "--plot"),
+        Some("svg") => Output::resolve(path, flag),
         Some("png") => Err(Error::Invalid(format!(
-            "cannot write --plot '{}': PNG needs system font libraries this build avoids; write .svg and convert it (e.g. rsvg-convert -o plot.png plot.svg)",
+            "cannot write {flag} '{}': PNG needs system font libraries this build avoids; write .svg and convert it (e.g. rsvg-convert -o plot.png plot.svg)",
             path.display()
         ))),
         _ => Err(Error::Invalid(format!(
-            "cannot write --plot '{}': unknown extension, allowed is .svg",
+            "cannot write {flag} '{}': unknown extension, allowed is .svg (or - for standard output)",
             path.display()
         ))),
     }
@@ -69,10 +74,16 @@ fn short(r: &Record) -> String {
     }
 }
 
-/// (lo, hi) of positive values, widened by `pad` on a log scale.
+/// Values a log axis can show: positive and far from overflow (a hand-edited file can hold
+/// 1e308, whose padded range would be infinite).
+fn plottable(v: f64) -> bool {
+    (1e-30..1e30).contains(&v)
+}
+
+/// (lo, hi) of plottable values, widened by `pad` on a log scale.
 fn log_range(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     let (lo, hi) = values
-        .filter(|v| *v > 0.0 && v.is_finite())
+        .filter(|v| plottable(*v))
         .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
@@ -432,9 +443,9 @@ pub fn render_svg(result: &RunResult) -> Result<String> {
     Ok(svg)
 }
 
-/// Writes the figures to `path` (atomically).
-pub fn write(path: &Path, result: &RunResult) -> Result<()> {
-    super::write_atomic(path, render_svg(result)?.as_bytes())
+/// Writes the figures to `out`.
+pub fn write(out: &Output, result: &RunResult) -> Result<()> {
+    out.write(render_svg(result)?.as_bytes())
 }
 
 /// The classic roofline chart (log-log): the compute ceiling, the bandwidth slope, and one
@@ -458,6 +469,11 @@ pub fn render_roofline_svg(result: &RunResult) -> Result<String> {
         )));
     };
     let (peak, bw) = (c.compute.value, c.copy.value);
+    if !plottable(peak) || !plottable(bw) {
+        return Err(Error::Invalid(format!(
+            "the profile's ceilings (peak {peak} GFLOP/s, bandwidth {bw} GB/s) are not positive numbers below 1e30"
+        )));
+    }
     let ridge = peak / bw;
     let (x0, x1) = log_range(
         recs.iter()
@@ -527,7 +543,7 @@ pub fn render_roofline_svg(result: &RunResult) -> Result<String> {
     Ok(svg)
 }
 
-/// Writes the roofline chart to `path` (atomically).
-pub fn write_roofline(path: &Path, result: &RunResult) -> Result<()> {
-    super::write_atomic(path, render_roofline_svg(result)?.as_bytes())
+/// Writes the roofline chart to `out`.
+pub fn write_roofline(out: &Output, result: &RunResult) -> Result<()> {
+    out.write(render_roofline_svg(result)?.as_bytes())
 }

@@ -1,0 +1,238 @@
+//! Peak memory of a point, estimated before anything runs, so a batch or shape that cannot
+//! fit is refused with its numbers (exit 2) instead of aborting the process mid-run.
+//!
+//! The estimate counts what a point holds at once, in checked arithmetic (a size that would
+//! overflow 64 bits is "more than any machine has"):
+//! - verification (batch 2): the f32 input and output, the f64 reference's input, output and
+//!   intermediates, the layer's weights;
+//! - timing (the point's batch): the input, the previous and the next activation, the widest
+//!   intermediates of one layer (a block's hidden width, C2f's concat buffer), the weights of
+//!   every layer, and the im2col workspace (the whole column matrix for candle and CUDA;
+//!   per-thread bands for the native CPU kernels).
+//!
+//! Verification ends before timing starts, so the need is the larger of the two.
+
+use crate::error::{Error, Result};
+use crate::ops::{FeatureMap, Implementation, OpKind};
+use crate::plan::Point;
+
+/// Floats of one native im2col band per thread (`gemm_conv::BAND_FLOATS`, with headroom for
+/// the minimum band width).
+const NATIVE_BAND_FLOATS: u64 = 1 << 20;
+
+/// Activations of one image's widest intermediates, in units of c x h x w, beyond the
+/// input and the output (upper bounds; see the module comment).
+fn extra_activations(p: &Point) -> u64 {
+    let s = &p.spec;
+    let e = s.expansion.unwrap_or(1) as u64;
+    let n = s.bottlenecks.unwrap_or(1) as u64;
+    match s.kind {
+        // PConv's partial result / the composite's middle tensor.
+        OpKind::PConv | OpKind::PConvPw | OpKind::DwPw | OpKind::GConvPw => 1,
+        // PConv output, hidden e·c, its activation.
+        OpKind::FasterNetBlock => 1 + 2 * e,
+        // Concat of (2 + n)·c/2 channels, cv1's output, a bottleneck's temporaries.
+        OpKind::C2f => (2 + n).div_ceil(2) + 2,
+        OpKind::C2fFaster => (2 + n).div_ceil(2) + 2 + e,
+        _ => 0,
+    }
+}
+
+/// Bytes of the im2col column matrix for `batch` images.
+fn im2col_bytes(p: &Point, batch: u64, on_gpu: bool) -> Option<u64> {
+    let s = &p.spec;
+    let FeatureMap { h, w, .. } = s.map;
+    let k = s.kernel as u64;
+    if k == 1 {
+        return Some(0);
+    }
+    let cg = (s.conv_channels() / s.conv_groups().max(1)) as u64;
+    let per_image = (h as u64)
+        .checked_mul(w as u64)?
+        .checked_mul(cg)?
+        .checked_mul(k * k)?;
+    let floats = match (p.implementation, on_gpu) {
+        (Implementation::Native, false) => NATIVE_BAND_FLOATS
+            .checked_mul(p.threads as u64)?
+            .min(per_image.checked_mul(batch)?),
+        _ => per_image.checked_mul(batch)?,
+    };
+    floats.checked_mul(4)
+}
+
+/// Estimated peak bytes of `p` with `layers` stacked layers; None when the size overflows.
+/// `on_gpu`: the timed buffers live on a CUDA device (verification's reference on the host
+/// is then `host_bytes`' concern, see [`host_and_device_bytes`]).
+pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(u64, u64)> {
+    let s = &p.spec;
+    let elem = p.dtype.size_bytes();
+    let image = s.map.elements() as u64;
+    let live = 3 + extra_activations(p);
+    let weights_per_layer = s.cost().weight_elements.checked_mul(elem)?;
+    // Verification at batch 2: f32 tensors (elem-sized) and the f64 reference.
+    let verify_image = image.checked_mul(2)?;
+    let verify = verify_image
+        .checked_mul(live)?
+        .checked_mul(elem + 8)?
+        .checked_add(weights_per_layer.checked_mul(3)?)?
+        .checked_add(im2col_bytes(p, 2, on_gpu)?)?;
+    // Timing at the point's batch.
+    let timed = image
+        .checked_mul(p.batch as u64)?
+        .checked_mul(live)?
+        .checked_mul(elem)?
+        .checked_add(weights_per_layer.checked_mul(layers as u64)?)?
+        .checked_add(im2col_bytes(p, p.batch as u64, on_gpu)?)?;
+    if on_gpu {
+        // The host keeps the reference and the copies read back; the device the rest.
+        Some((verify, timed.max(verify)))
+    } else {
+        Some((verify.max(timed), 0))
+    }
+}
+
+/// Bytes the kernel reports as available for new allocations (`MemAvailable`), if known.
+pub fn available_host_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_available(&text)
+}
+
+fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Bytes in a human unit (binary prefixes), e.g. `1.50 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[unit])
+    }
+}
+
+/// Bytes free on the CUDA device, if this build can ask.
+#[cfg(feature = "cuda")]
+fn available_device_bytes(device: &candle_core::Device) -> Option<u64> {
+    match device {
+        candle_core::Device::Cuda(d) => d
+            .cuda_stream()
+            .context()
+            .mem_get_info()
+            .ok()
+            .map(|(free, _)| free as u64),
+        _ => None,
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn available_device_bytes(_device: &candle_core::Device) -> Option<u64> {
+    None
+}
+
+/// Refuses, before anything runs, a point whose buffers cannot fit in the memory available
+/// (host: MemAvailable; CUDA: the device's free memory). Returns the largest need (host
+/// plus device bytes) for the up-front estimate.
+pub fn check_points(points: &[Point], layers: usize, device: &candle_core::Device) -> Result<u64> {
+    let on_gpu = device.is_cuda();
+    let host_free = available_host_bytes();
+    let device_free = if on_gpu {
+        available_device_bytes(device)
+    } else {
+        None
+    };
+    let mut largest = 0u64;
+    for p in points {
+        let label = || {
+            format!(
+                "{} {} at {}, batch {}",
+                p.spec.kind,
+                p.spec.variant(),
+                p.spec.map,
+                p.batch
+            )
+        };
+        let Some((host, dev)) = host_and_device_bytes(p, layers, on_gpu) else {
+            return Err(Error::Invalid(format!(
+                "{}: its buffers would need more than 2^64 bytes: reduce --batch or the shape",
+                label()
+            )));
+        };
+        let refuse = |need: u64, free: u64, what: &str| {
+            Err(Error::Invalid(format!(
+                "{}: needs about {} ({need} bytes) of {what}, {} ({free} bytes) available: reduce --batch or the shape",
+                label(),
+                human_bytes(need),
+                human_bytes(free)
+            )))
+        };
+        if let Some(free) = host_free.filter(|&f| host > f) {
+            return refuse(host, free, "host memory");
+        }
+        if let Some(free) = device_free.filter(|&f| dev > f) {
+            return refuse(dev, free, "device memory");
+        }
+        largest = largest.max(host.saturating_add(dev));
+    }
+    Ok(largest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{Dtype, OpSpec};
+
+    fn point(kind: OpKind, map: &str, batch: usize, imp: Implementation) -> Point {
+        Point {
+            spec: OpSpec::plain(kind, 3, map.parse().unwrap()),
+            implementation: imp,
+            dtype: Dtype::F32,
+            batch,
+            threads: 1,
+        }
+    }
+
+    #[test]
+    fn the_estimate_covers_the_buffers_a_point_allocates() {
+        // Conv 3x3 at 96x56x56, batch 1, native: the verification's f64 reference dominates:
+        // 2 images x 3 live activations x (4 + 8) bytes, plus weights and bands.
+        let p = point(OpKind::Conv, "96x56x56", 1, Implementation::Native);
+        let (host, device) = host_and_device_bytes(&p, 10, false).unwrap();
+        assert_eq!(device, 0);
+        let image = 96 * 56 * 56;
+        assert!(host >= 2 * image * 3 * 12, "{host}");
+        assert!(host < 64 << 20, "{host}");
+        // candle at batch 32 holds the whole im2col matrix: 32 x 3136 x 864 floats.
+        let c = point(OpKind::Conv, "96x56x56", 32, Implementation::Candle);
+        let (host, _) = host_and_device_bytes(&c, 10, false).unwrap();
+        assert!(host >= 32 * 3136 * 864 * 4, "{host}");
+    }
+
+    #[test]
+    fn absurd_sizes_overflow_to_none_instead_of_wrapping() {
+        let p = point(
+            OpKind::Conv,
+            "4096x4096x4096",
+            usize::MAX / 2,
+            Implementation::Candle,
+        );
+        assert_eq!(host_and_device_bytes(&p, 10, false), None);
+    }
+
+    #[test]
+    fn mem_available_is_read_in_bytes() {
+        let text = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   2048 kB\n";
+        assert_eq!(parse_mem_available(text), Some(2 << 20));
+        assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
+        assert_eq!(human_bytes(1536), "1.50 KiB");
+        assert_eq!(human_bytes(12), "12 B");
+    }
+}
