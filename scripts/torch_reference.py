@@ -2,15 +2,21 @@
 """PyTorch reference timings for a pconv-bench run, in pconv-bench's JSON schema.
 
 Reads a results file written by `pconv-bench run --json PLAN.json`, builds every operator it
-measured (same op, kernel, groups / n_div / forward, shape, batch, layers, threads, dtype) in
-PyTorch, checks it against a float64 evaluation of the same module, times it with
-torch.utils.benchmark under torch.inference_mode(), and writes the records with
-`"implementation": "torch"` so `pconv-bench report PLAN.json TORCH.json` shows them side by side.
+measured (same op, kernel, groups / n_div / forward, expansion, activation, bottlenecks, shape,
+batch, layers, threads, dtype) as PyTorch modules the way the official FasterNet code and
+ultralytics build them (BN folded into the convolution before timing, as both do for
+inference), checks each against a float64 evaluation of the same module, and times it the
+way pconv-bench does: warm-up (at least 3 runs, then until the plan's warm-up time), then one
+sample = one forward through all layers followed by a device synchronise, at least 10 samples,
+until the plan's measurement time. Records carry only what was measured for them.
 
     python3 scripts/torch_reference.py --plan results/cpu-x.json --json results/cpu-x-torch.json
 
+A single run of this script next to a single pconv-bench run is no comparison on a machine
+that drifts: use scripts/native_vs_torch.py, which interleaves rounds of both.
+
 CPU: torch.set_num_threads(record threads). CUDA (--device cuda): cudnn.benchmark on, TF32 off
-(matching pconv-bench's default), synchronised timing (torch.utils.benchmark does it).
+(pconv-bench's default), torch.cuda.synchronize() after every forward.
 """
 import argparse
 import json
@@ -23,15 +29,20 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-import torch.utils.benchmark as benchmark
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 TOLERANCE = {"f32": 1e-4, "f16": 1e-2, "bf16": 5e-2}
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+MIN_WARMUP_RUNS, MIN_SAMPLES, MAX_SAMPLES = 3, 10, 10_000  # pconv-bench's Budget
+NOISY_REL_IQR = 0.10
+
+
+# ---------------------------------------------------------------------------------------
+# Modules, as the official FasterNet code (models/fasternet.py) and ultralytics build them
 
 
 class PConv(nn.Module):
-    """Partial_conv3 of the official FasterNet code (models/fasternet.py)."""
+    """Partial_conv3 of the official FasterNet code."""
 
     def __init__(self, dim, n_div, k, forward):
         super().__init__()
@@ -51,29 +62,168 @@ class PConv(nn.Module):
         return torch.cat((x1, x2), 1)
 
 
+ACTS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+class MLPBlock(nn.Module):
+    """FasterNet's block (MLPBlock, drop_path and layer scale off):
+    x + PWConv(h->c)(act(BN(PWConv(c->h)(PConv(x)))))."""
+
+    def __init__(self, dim, n_div, k, forward, expansion, act):
+        super().__init__()
+        hidden = dim * expansion
+        self.spatial_mixing = PConv(dim, n_div, k, forward)
+        self.mlp = nn.Sequential(
+            nn.Conv2d(dim, hidden, 1, bias=False), nn.BatchNorm2d(hidden), ACTS[act](),
+            nn.Conv2d(hidden, dim, 1, bias=False))
+
+    def forward(self, x):
+        return x + self.mlp(self.spatial_mixing(x))
+
+    def fuse(self):
+        self.mlp = nn.Sequential(fuse_conv_bn_eval(self.mlp[0], self.mlp[1]), self.mlp[2],
+                                 self.mlp[3])
+
+
+class Conv(nn.Module):
+    """ultralytics' Conv: conv (no bias) + BN + SiLU; fuse() folds BN as model.fuse() does."""
+
+    def __init__(self, c1, c2, k=1):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, 1, k // 2, bias=False)
+        self.bn = nn.BatchNorm2d(c2)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+    def fuse(self):
+        self.conv = fuse_conv_bn_eval(self.conv, self.bn)
+        self.bn = nn.Identity()
+
+
+class Bottleneck(nn.Module):
+    """ultralytics' Bottleneck as C2f uses it: e = 1, shortcut on, two k x k Convs."""
+
+    def __init__(self, c, k):
+        super().__init__()
+        self.cv1, self.cv2 = Conv(c, c, k), Conv(c, c, k)
+
+    def forward(self, x):
+        return x + self.cv2(self.cv1(x))
+
+
+class C2f(nn.Module):
+    """ultralytics' C2f (e = 0.5); `faster` swaps each Bottleneck for a FasterNet block with
+    SiLU (the usual C2f_Faster of YOLO PConv ports)."""
+
+    def __init__(self, c, n, k, faster=None):
+        super().__init__()
+        self.c = c // 2
+        self.cv1 = Conv(c, 2 * self.c, 1)
+        self.cv2 = Conv((2 + n) * self.c, c, 1)
+        if faster is None:
+            self.m = nn.ModuleList(Bottleneck(self.c, k) for _ in range(n))
+        else:
+            n_div, forward, expansion = faster
+            self.m = nn.ModuleList(MLPBlock(self.c, n_div, k, forward, expansion, "silu")
+                                   for _ in range(n))
+
+    def forward(self, x):
+        y = list(self.cv1(x).chunk(2, 1))
+        y.extend(m(y[-1]) for m in self.m)
+        return self.cv2(torch.cat(y, 1))
+
+
 def layer(r, op=None):
     c = int(r["shape"].split("x")[0])
     k = r["kernel"]
     op = op or r["op"]
     if op in ("pconv_pw", "dw_pw", "gconv_pw"):
-        # Composites: the first operator, then a 1x1 convolution c -> c.
-        first = layer(r, op.removesuffix("_pw").replace("dw", "dwconv"))
-        return nn.Sequential(first, nn.Conv2d(c, c, 1, 1, 0, bias=False))
+        first = {"pconv_pw": "pconv", "dw_pw": "dwconv", "gconv_pw": "gconv"}[op]
+        return nn.Sequential(layer(r, first), nn.Conv2d(c, c, 1, 1, 0, bias=False))
     if op == "pconv":
         return PConv(c, r["n_div"], k, r["forward"])
-    groups = {"conv": 1, "pwconv": 1, "gconv": r.get("groups"), "dwconv": c}[op]
+    if op == "fasternet_block":
+        return MLPBlock(c, r["n_div"], k, r["forward"], r["expansion"], r["act"])
+    if op == "c2f":
+        return C2f(c, r["bottlenecks"], k)
+    if op == "c2f_faster":
+        return C2f(c, r["bottlenecks"], k, (r["n_div"], r["forward"], r["expansion"]))
+    groups = {"conv": 1, "pwconv": 1, "gconv": r.get("groups"), "dwconv": c}.get(op)
+    if groups is None:
+        raise ValueError(f"operator '{op}' has no PyTorch module in this script")
     return nn.Conv2d(c, c, k, 1, k // 2, groups=groups, bias=False)
 
 
 def build(r, seed):
+    """`layers` stacked layers with unit-variance weights (pconv-bench's scheme) and random
+    inference BN statistics, BN folded into the convolutions."""
     gen = torch.Generator().manual_seed(seed)
     model = nn.Sequential(*[layer(r) for _ in range(r["layers"])])
+    uniform = lambda shape, lo, hi: torch.rand(shape, generator=gen) * (hi - lo) + lo
     with torch.no_grad():
-        for p in model.parameters():
-            fan_in = p.shape[1] * p.shape[2] * p.shape[3]
-            bound = math.sqrt(3.0 / fan_in)  # unit variance, as pconv-bench's weights
-            p.copy_(torch.rand(p.shape, generator=gen) * 2 * bound - bound)
-    return model.eval()
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
+                bound = math.sqrt(3.0 / fan_in)
+                m.weight.copy_(uniform(m.weight.shape, -bound, bound))
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(uniform(m.weight.shape, 0.5, 1.5))
+                m.bias.copy_(uniform(m.bias.shape, -0.1, 0.1))
+                m.running_mean.copy_(uniform(m.running_mean.shape, -0.1, 0.1))
+                m.running_var.copy_(uniform(m.running_var.shape, 0.5, 1.5))
+        for m in model.modules():
+            if isinstance(m, MLPBlock):
+                # pconv-bench scales the block's last PWConv by 1/2, so ten residual blocks
+                # keep their activations bounded.
+                m.mlp[3].weight.mul_(0.5)
+    model.eval()
+    for m in list(model.modules()):
+        if hasattr(m, "fuse"):
+            m.fuse()
+    return model
+
+
+# ---------------------------------------------------------------------------------------
+# Cost beyond the paper's model, statistics, timing
+
+
+def pconv_copies(c, cp, forward):
+    """Elements PyTorch's PConv forward copies per image plane: cat copies all c channels
+    (split_cat); clone copies all c, then copy_ writes the c_p conv output in (slicing)."""
+    if forward == "split_cat":
+        return 2 * c, "torch.cat copies all c channels"
+    return 2 * c + 2 * cp, "clone copies all c channels; copy_ writes the c_p conv output in"
+
+
+def torch_copies(r):
+    """(elements per image per layer, description) that PyTorch's modules copy."""
+    c, h, w = (int(v) for v in r["shape"].split("x"))
+    hw, op = h * w, r["op"]
+    if op in ("pconv", "pconv_pw", "fasternet_block"):
+        per_plane, what = pconv_copies(c, c // r["n_div"], r["forward"])
+        return per_plane * hw, what
+    if op in ("c2f", "c2f_faster"):
+        half, n = c // 2, r["bottlenecks"]
+        elements, what = 2 * (2 + n) * half * hw, [f"torch.cat copies all (2 + n)·c/2 = {(2 + n) * half} channels"]
+        if op == "c2f_faster":
+            per_plane, inner = pconv_copies(half, half // r["n_div"], r["forward"])
+            elements += n * per_plane * hw
+            what.append(f"each of the {n} bottlenecks: {inner}")
+        return elements, "; ".join(what)
+    return 0, ""
+
+
+def torch_cost(r):
+    """The plan's cost model (the operator's, implementation-independent), with PyTorch's own
+    copies in place of the planned implementation's."""
+    cost = dict(r["cost"])
+    per_image, what = torch_copies(r)
+    size = cost["memory_bytes"] // cost["memory_elements"]
+    n = per_image * r["batch"] * r["layers"]
+    cost.update(copy_elements=n, copy_bytes=n * size, copies=what)
+    return cost
 
 
 def quantile(sorted_v, q):
@@ -83,6 +233,7 @@ def quantile(sorted_v, q):
 
 
 def summary(samples):
+    """pconv-bench's Summary::from_samples (type-7 quantiles, Tukey fences, n - 1 std)."""
     s = sorted(samples)
     n = len(s)
     mean = sum(s) / n
@@ -94,7 +245,7 @@ def summary(samples):
     return {
         "samples": n, "median_ms": med, "mean_ms": mean, "std_ms": std, "min_ms": s[0],
         "max_ms": s[-1], "p25_ms": p25, "p75_ms": p75, "iqr_ms": iqr, "rel_iqr": rel,
-        "outliers": sum(1 for x in s if x < lo or x > hi), "noisy": rel > 0.10,
+        "outliers": sum(1 for x in s if x < lo or x > hi), "noisy": rel > NOISY_REL_IQR,
     }
 
 
@@ -110,21 +261,22 @@ def rates(cost, latency_ms, batch):
     }
 
 
-def torch_copies(r, cost):
-    """PyTorch's PConv forwards copy like candle's: cat (split_cat) or clone + copy_ (slicing)."""
-    cost = dict(cost)
-    if r["op"] not in ("pconv", "pconv_pw"):
-        cost.update(copy_elements=0, copy_bytes=0, copies="")
-        return cost
-    c, h, w = (int(v) for v in r["shape"].split("x"))
-    cp, hw = r["partial_channels"], h * w
-    size = cost["memory_bytes"] // cost["memory_elements"]
-    per_image = 2 * c * hw if r["forward"] == "split_cat" else 2 * c * hw + 2 * cp * hw
-    what = ("torch.cat copies all c channels" if r["forward"] == "split_cat"
-            else "clone copies all c channels; copy_ writes the c_p conv output in")
-    n = per_image * r["batch"] * r["layers"]
-    cost.update(copy_elements=n, copy_bytes=n * size, copies=what)
-    return cost
+def measure(run, sync, warmup_s, measure_s):
+    """pconv-bench's measure::measure: every sample is exactly one forward and one sync."""
+    start, warm_runs = time.perf_counter(), 0
+    while warm_runs < MIN_WARMUP_RUNS or time.perf_counter() - start < warmup_s:
+        run()
+        sync()
+        warm_runs += 1
+    warm_s = time.perf_counter() - start
+    samples, start = [], time.perf_counter()
+    while len(samples) < MAX_SAMPLES and (len(samples) < MIN_SAMPLES
+                                          or time.perf_counter() - start < measure_s):
+        t0 = time.perf_counter()
+        run()
+        sync()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return warm_runs, warm_s, samples
 
 
 def git_commit():
@@ -147,6 +299,61 @@ def steady_allocator():
         pass
 
 
+IDENTITY_KEYS = ("op", "variant", "kernel", "groups", "n_div", "forward", "expansion", "act",
+                 "bottlenecks", "shape", "batch", "layers", "dtype", "threads")
+RECORD_KEYS = ("op", "variant", "kernel", "groups", "n_div", "partial_channels", "forward",
+               "expansion", "act", "bottlenecks", "shape", "batch", "layers")
+
+
+def measure_record(r, dev, seed, warmup_s, measure_s):
+    """Builds, verifies and times one planned record in PyTorch; returns the torch record."""
+    if dev.type == "cpu":
+        torch.set_num_threads(r["threads"])
+    dtype = DTYPES[r["dtype"]]
+    c, h, w = (int(v) for v in r["shape"].split("x"))
+    gen = torch.Generator().manual_seed(seed ^ 0x1A7E)
+    x = torch.rand((r["batch"], c, h, w), generator=gen) * 2 - 1
+    model = build(r, seed)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        ref = model.double()(x.double())
+        model = model.to(dev, dtype)
+        xd = x.to(dev, dtype)
+        out = model(xd).double().cpu()
+        err = (out - ref).abs().max().item()
+        rel = err / ref.abs().max().item()
+        tol = TOLERANCE[r["dtype"]]
+        if not rel <= tol:  # NaN fails too
+            raise RuntimeError(f"torch {r['op']} {r['variant']} at {r['shape']}: rel err {rel:.3e} > {tol}")
+        warm_runs, warm_s, samples = measure(lambda: model(xd), sync, warmup_s, measure_s)
+    stats = summary(samples)
+    cost = torch_cost(r)
+    rec = {k: r[k] for k in RECORD_KEYS if r.get(k) is not None}
+    rec.update(
+        implementation="torch",
+        dtype=r["dtype"],
+        # The plan's own device label when it ran on this kind of device ("cuda" and
+        # "cuda:0" would otherwise not pair up in report and compare).
+        device=r["device"] if r["device"].split(":")[0] == dev.type else str(dev),
+        threads=r["threads"],
+        cost=cost,
+        kernel_path="torch",
+        verification={
+            "input": f"{r['batch']}x{c}x{h}x{w}", "kernel_path": "torch",
+            "max_abs_err": err, "max_rel_err": rel, "tolerance": tol,
+            "checks": [f"matches the module evaluated in float64 (rel err {rel:.2e} <= {tol:.0e})"],
+        },
+        warmup={"runs": warm_runs, "time_s": warm_s},
+        stats=stats,
+        rates=rates(cost, stats["median_ms"], r["batch"]),
+        samples_ms=samples,
+        repetitions=[len(samples)],
+    )
+    if r.get("paper") is not None:
+        rec["paper"] = r["paper"]  # the paper's row for this shape: a reference, not a measurement
+    return rec
+
+
 def main():
     steady_allocator()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -155,9 +362,15 @@ def main():
     ap.add_argument("--device", default=None, help="cpu or cuda (default: the plan's)")
     ap.add_argument("--measure-time", type=float, default=None,
                     help="seconds per operator (default: the plan's measure_time_s)")
+    ap.add_argument("--warmup-time", type=float, default=None,
+                    help="warm-up seconds per operator (default: the plan's warmup_time_s)")
+    ap.add_argument("--quiet", action="store_true", help="no line per record on stderr")
     args = ap.parse_args()
 
-    plan = json.load(open(args.plan))
+    try:
+        plan = json.load(open(args.plan))
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: cannot read plan '{args.plan}': {e}")
     if plan.get("tool", {}).get("name") != "pconv-bench":
         sys.exit(f"error: '{args.plan}' is not a pconv-bench result")
     device = args.device or plan["device"]["kind"].split(":")[0]
@@ -166,88 +379,56 @@ def main():
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    measure = args.measure_time if args.measure_time is not None else plan["config"]["measure_time_s"]
-    seed = plan["config"]["seed"]
+    cfg = plan["config"]
+    measure_s = args.measure_time if args.measure_time is not None else cfg["measure_time_s"]
+    warmup_s = args.warmup_time if args.warmup_time is not None else cfg["warmup_time_s"]
+    seed = cfg["seed"]
 
     seen, records = set(), []
-    todo = [r for r in plan["records"] if r["implementation"] != "torch"]
-    for r in todo:
-        key = (r["op"], r["variant"], r["shape"], r["batch"], r["layers"], r["dtype"], r["threads"])
+    for r in plan["records"]:
+        if r["implementation"] == "torch":
+            continue
+        key = tuple(r.get(k) for k in IDENTITY_KEYS)
         if key in seen:
             continue
         seen.add(key)
-        if dev.type == "cpu":
-            torch.set_num_threads(r["threads"])
-        dtype = DTYPES[r["dtype"]]
-        c, h, w = (int(v) for v in r["shape"].split("x"))
-        gen = torch.Generator().manual_seed(seed ^ 0x1A7E)
-        x = (torch.rand((r["batch"], c, h, w), generator=gen) * 2 - 1)
-        model = build(r, seed)
-        with torch.inference_mode():
-            ref = model.double()(x.double())
-            model = model.to(dev, dtype)
-            xd = x.to(dev, dtype)
-            out = model(xd).double().cpu()
-            err = (out - ref).abs().max().item()
-            rel = err / ref.abs().max().item()
-            tol = TOLERANCE[r["dtype"]]
-            if not rel <= tol:
-                sys.exit(f"error: torch {r['op']} {r['variant']} at {r['shape']}: rel err {rel:.3e} > {tol}")
-            t0 = time.perf_counter()
-            timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": xd},
-                                    num_threads=r["threads"] if dev.type == "cpu" else 1)
-            # Warm-up, which also picks how many runs make one block (torch.utils.benchmark
-            # times blocks of runs: per-run timer overhead would swamp microsecond ops).
-            number = timer.blocked_autorange(min_run_time=min(0.5, measure)).number_per_run
-            warm = time.perf_counter() - t0
-            times, start = [], time.perf_counter()
-            while len(times) < 10 or time.perf_counter() - start < measure:
-                times.append(timer.timeit(number).times[0])
-        samples = [t * 1e3 for t in times]
-        stats = summary(samples)
-        cost = torch_copies(r, r["cost"])
-        rec = dict(r)
-        rec.update(
-            implementation="torch",
-            # The plan's own device label when it ran on this kind of device ("cuda" and
-            # "cuda:0" would otherwise not pair up in report and compare).
-            device=r["device"] if r["device"].split(":")[0] == dev.type else str(dev),
-            cost=cost,
-            verification={
-                "input": f"{r['batch']}x{c}x{h}x{w}", "max_abs_err": err, "max_rel_err": rel,
-                "tolerance": tol,
-                "checks": [f"matches the module evaluated in float64 (rel err {rel:.2e} <= {tol:.0e})"],
-            },
-            warmup={"runs": 0, "time_s": warm},
-            stats=stats,
-            rates=rates(cost, stats["median_ms"], r["batch"]),
-            samples_ms=samples,
-        )
+        try:
+            rec = measure_record(r, dev, seed, warmup_s, measure_s)
+        except (RuntimeError, ValueError) as e:
+            sys.exit(f"error: {e}")
         records.append(rec)
-        print(f"torch {r['op']:7} {r['variant']:22} {r['shape']:10} {stats['median_ms']:9.4f} ms "
-              f"({number} runs/sample, {len(samples)} samples)", file=sys.stderr)
+        if not args.quiet:
+            s = rec["stats"]
+            print(f"torch {r['op']:15} {r['variant']:34} {r['shape']:10} {s['median_ms']:9.4f} ms "
+                  f"({s['samples']} samples, {rec['warmup']['runs']} warm-up)", file=sys.stderr)
 
-    out = dict(plan)
-    out.update(
-        tool={**plan["tool"], "git_commit": git_commit(), "torch_version": torch.__version__,
-              "features": ["torch"]},
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        command=sys.argv,
-        complete=True,
-        records=records,
-        failures=[],
-    )
-    out["config"] = dict(plan["config"], impl=["torch"])
+    out = {
+        "schema_version": plan["schema_version"],
+        "mode": plan.get("mode", "run"),
+        "tool": {**plan["tool"], "git_commit": git_commit(), "torch_version": torch.__version__,
+                 "features": ["torch"]},
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": sys.argv,
+        "complete": True,
+        "device": plan["device"],
+        "config": dict(cfg, impl=["torch"], warmup_time_s=warmup_s, measure_time_s=measure_s),
+        "config_source": plan.get("config_source", args.plan),
+        "records": records,
+        "failures": [],
+    }
     if dev.type == "cuda":
         kind = plan["device"]["kind"] if plan["device"]["kind"].startswith("cuda") else "cuda:0"
         out["device"] = dict(plan["device"], kind=kind, name=torch.cuda.get_device_name(0))
-    tmp = f"{args.json}.tmp-{os.getpid()}"
+    target = os.path.realpath(args.json)
+    tmp = f"{target}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(out, f, indent=2)
         f.write("\n")
-    os.replace(tmp, args.json)
-    print(f"wrote {len(records)} torch records to {args.json} "
-          f"(torch {torch.__version__}, {platform.processor() or platform.machine()})", file=sys.stderr)
+    os.replace(tmp, target)
+    if not args.quiet:
+        print(f"wrote {len(records)} torch records to {args.json} "
+              f"(torch {torch.__version__}, {platform.processor() or platform.machine()})",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":
