@@ -27,13 +27,46 @@ gpu=${gpu:-gpu}
 log "Table 1 on CUDA, batch 32: verify on the GPU, then time (native, candle)"
 "$BIN" run --config configs/table1-cuda.toml --json "$OUT/cuda-$gpu-table1.json" 2>&1 | tee "$OUT/table1.txt" || status=1
 
-log "the same plan in PyTorch (cudnn.benchmark on, TF32 off)"
-"$PY" scripts/torch_reference.py --plan "$OUT/cuda-$gpu-table1.json" --device cuda \
-  --json "$OUT/cuda-$gpu-table1-torch.json" 2>&1 | tee "$OUT/torch.txt" || status=1
+log "native against PyTorch, interleaved rounds (cudnn.benchmark on, TF32 off, one sync per sample)"
+"$PY" scripts/native_vs_torch.py --bin "$BIN" --config configs/table1-cuda.toml --rounds 3 \
+  --out "$OUT/cuda-$gpu-table1" 2>&1 | tee "$OUT/torch.txt" || status=1
 
 log "side by side"
 "$BIN" report "$OUT/cuda-$gpu-table1.json" "$OUT/cuda-$gpu-table1-torch.json" --format markdown \
   > "$OUT/cuda-$gpu-table1.md" 2>&1 || status=1
+
+log "measured DRAM traffic (Nsight Compute) beside the paper's memory model, 192x28x28, batch 32"
+if command -v ncu >/dev/null 2>&1; then
+  for op in conv gconv dwconv pconv pwconv; do
+    "$BIN" run --device cuda --ops "$op" --shapes 192x28x28 --batch 32 --layers 1 --impl native \
+      --warmup-time 0 --measure-time 0 --quiet --json "$OUT/ncu-$op.json" >/dev/null || status=1
+    ncu --metrics dram__bytes_read.sum,dram__bytes_write.sum --csv --launch-count 400 \
+      "$BIN" run --device cuda --ops "$op" --shapes 192x28x28 --batch 32 --layers 1 --impl native \
+      --warmup-time 0 --measure-time 0 --quiet > "$OUT/ncu-$op.csv" 2>"$OUT/ncu-$op.err" || status=1
+  done
+  "$PY" - "$OUT" <<'PY' | tee "$OUT/ncu-dram.md" || status=1
+import csv, json, statistics, sys, collections
+out = sys.argv[1]
+print("| op | variant | model MB per forward | measured DRAM MB per forward (median per kernel, summed) |")
+print("|---|---|--:|--:|")
+for op in ["conv", "gconv", "dwconv", "pconv", "pwconv"]:
+    rec = json.load(open(f"{out}/ncu-{op}.json"))["records"]
+    rows = [r for r in csv.reader(l for l in open(f"{out}/ncu-{op}.csv") if l.startswith('"'))]
+    head, body = rows[0], rows[1:]
+    k, m, v = head.index("Kernel Name"), head.index("Metric Name"), head.index("Metric Value")
+    unit = head.index("Metric Unit")
+    scale = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}
+    per_kernel = collections.defaultdict(list)
+    for r in body:
+        if r[k].startswith("pcb_") or "gemm" in r[k].lower():
+            per_kernel[(r[k], r[m])].append(float(r[v].replace(",", "")) * scale.get(r[unit], 1))
+    measured = sum(statistics.median(x) for x in per_kernel.values()) / 1e6
+    for r in rec:
+        print(f"| {op} | {r['variant']} | {r['cost']['memory_bytes'] / 1e6:.2f} | {measured:.2f} |")
+PY
+else
+  echo "ncu not found: skipped" | tee -a "$OUT/gpu-check.log"
+fi
 
 log "TF32 on, for the record of what it changes (candle and native GEMMs)"
 "$BIN" run --config configs/table1-cuda.toml --ops conv,pwconv --tf32 on \

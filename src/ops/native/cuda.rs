@@ -18,14 +18,14 @@
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::cublas::{result as blas, sys as blas_sys};
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaSlice, CudaView, DevicePtr, LaunchConfig, PushKernelArg,
+    CudaSlice, CudaView, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::cudarc::nvrtc;
 use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaDevice, CudaStorage, Layout, Shape};
 use std::sync::OnceLock;
 
-use super::gpu::{plan, GemmArgs, Grouped, Im2col, Step, SOURCE};
+use super::gpu::{plan, workspace_floats, GemmArgs, Grouped, Im2col, Step, Workspace, SOURCE};
 use super::NativeLayer;
 
 const MODULE: &str = "pconv_bench_native";
@@ -57,6 +57,10 @@ fn launch_config(total: usize) -> LaunchConfig {
 /// The layer's weights on the device, uploaded on first use (before timing: verification
 /// and warm-up run first).
 pub(super) type GpuWeight = OnceLock<CudaSlice<f32>>;
+
+/// The layer's im2col workspace on the device: grown (reallocated) only when a plan needs
+/// more than it holds, so timed forwards after warm-up allocate nothing but their output.
+pub(super) type GpuWorkspace = std::sync::Mutex<(Workspace, Option<CudaSlice<f32>>)>;
 
 fn weight<'a>(layer: &'a NativeLayer, dev: &CudaDevice) -> candle_core::Result<&'a CudaSlice<f32>> {
     if let Some(w) = layer.gpu_weight.get() {
@@ -90,26 +94,28 @@ fn launch_grouped(
 
 fn launch_im2col(
     dev: &CudaDevice,
-    x: &CudaView<f32>,
+    (x, col): (&CudaView<f32>, &mut CudaSlice<f32>),
     n: usize,
     s: &Im2col,
-) -> candle_core::Result<CudaSlice<f32>> {
+) -> candle_core::Result<()> {
     let g = s.g;
     let len = n * g.c * g.k * g.k * g.h * g.w;
-    // SAFETY: the kernel writes every element.
-    let mut col = unsafe { dev.alloc::<f32>(len)? };
+    if col.len() < len {
+        candle_core::bail!("im2col workspace of {} floats, {len} needed", col.len())
+    }
     let func = dev.get_or_load_custom_func("pcb_im2col", MODULE, ptx()?)?;
     let mut b = func.builder();
     let ints = [n, g.c, g.h, g.w, g.k].map(|v| v as i32);
     let xi = s.x_image as i64;
-    b.arg(x).arg(&mut col);
+    b.arg(x).arg(col);
     for v in &ints {
         b.arg(v);
     }
     b.arg(&xi);
-    // SAFETY: reads the first c channels of n images of x_image floats, writes `len` floats.
+    // SAFETY: reads the first c channels of n images of x_image floats, writes the first
+    // `len` floats of the workspace (checked above to hold them).
     unsafe { b.launch(launch_config(len)) }.w()?;
-    Ok(col)
+    Ok(())
 }
 
 fn launch_gemm(
@@ -121,7 +127,11 @@ fn launch_gemm(
     let stream = dev.cuda_stream();
     let (ap, _ra) = a.device_ptr(&stream);
     let (bp, _rb) = w.device_ptr(&stream);
-    let (cp, _rc) = y.device_ptr(&stream);
+    // The output is written: its mutable view, so cudarc orders it as a write.
+    let (cp, _rc) = y.device_ptr_mut(&stream);
+    // A group's slices start `*_offset` floats into each buffer.
+    let at = |p: u64, offset: usize| p + (offset * std::mem::size_of::<f32>()) as u64;
+    let (ap, bp, cp) = (at(ap, s.a_offset), at(bp, s.b_offset), at(cp, s.c_offset));
     let (alpha, beta) = (1.0f32, 0.0f32);
     let compute = if candle_core::cuda::gemm_reduced_precision_f32() {
         blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32
@@ -194,19 +204,35 @@ pub(super) fn forward(
     let w = weight(layer, &dev)?;
     // SAFETY: the plan writes every element (the conv its channels, the copy the rest).
     let mut y = unsafe { dev.alloc::<f32>(n * c * h * wd)? };
-    let mut col: Option<CudaSlice<f32>> = None;
-    for step in plan(layer, n, c, h, wd) {
+    let steps = plan(layer, n, c, h, wd);
+    let mut guard = layer
+        .gpu_workspace
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("a GPU workspace lock was poisoned".into()))?;
+    let (sizes, workspace) = &mut *guard;
+    if sizes.reserve(workspace_floats(&steps, n)) || workspace.is_none() {
+        // SAFETY: im2col writes every element it later reads.
+        *workspace = Some(unsafe { dev.alloc::<f32>(sizes.floats.max(1))? });
+    }
+    let mut have_col = false;
+    for step in steps {
         match step {
             Step::Copy { from, count, image } => {
                 launch_copy(&dev, (&x, &mut y), n, (from, count, image))?
             }
             Step::Grouped(s) => launch_grouped(&dev, (&x, w, &mut y), n, &s)?,
-            Step::Im2col(s) => col = Some(launch_im2col(&dev, &x, n, &s)?),
+            Step::Im2col(s) => {
+                let Some(ws) = workspace.as_mut() else {
+                    candle_core::bail!("im2col step without a workspace")
+                };
+                launch_im2col(&dev, (&x, ws), n, &s)?;
+                have_col = true;
+            }
             Step::Gemm { args, a_is_x } => {
-                let a = match (&col, a_is_x) {
+                let a = match (workspace.as_ref(), a_is_x) {
                     (_, true) => x.slice(..),
-                    (Some(col), false) => col.slice(..),
-                    (None, false) => candle_core::bail!("GEMM step without its im2col"),
+                    (Some(ws), false) if have_col => ws.slice(..),
+                    _ => candle_core::bail!("GEMM step without its im2col"),
                 };
                 launch_gemm(&dev, (&a, w, &mut y), &args)?
             }

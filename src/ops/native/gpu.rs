@@ -98,9 +98,13 @@ pub(super) struct Im2col {
     pub x_image: usize,
 }
 
-/// The arguments of one column-major strided-batched GEMM, C_b = A_b · B_b (alpha 1, beta 0).
+/// The arguments of one column-major strided-batched GEMM, C_b = A_b · B_b (alpha 1, beta 0),
+/// each operand starting `*_offset` floats into its buffer (a group's slice of it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct GemmArgs {
+    pub a_offset: usize,
+    pub b_offset: usize,
+    pub c_offset: usize,
     pub m: usize,
     pub n: usize,
     pub k: usize,
@@ -165,7 +169,11 @@ pub(super) fn plan(layer: &NativeLayer, n: usize, c: usize, h: usize, w: usize) 
         }
         _ => (g, layer.groups),
     };
-    if groups > 1 || uses_direct(conv.c, hw) {
+    // DWConv and groups of few channels: the direct kernel. Groups of many channels (GConv
+    // g=16 at 768x7x7: 48 per group) are GEMMs like any conv, one per group. The cut-over is
+    // the CPU's rule; it has not been measured on a GPU yet.
+    let cg = conv.c / groups;
+    if uses_direct(cg, hw) {
         kernel_path::note(kernel_path::DIRECT);
         steps.push(Step::Grouped(Grouped {
             g: conv,
@@ -176,6 +184,7 @@ pub(super) fn plan(layer: &NativeLayer, n: usize, c: usize, h: usize, w: usize) 
         return steps;
     }
     let rows = conv.c * conv.k * conv.k;
+    let group_rows = cg * conv.k * conv.k;
     let a_is_x = conv.k == 1; // a 1x1 conv's im2col is the input itself
     kernel_path::note(if a_is_x {
         kernel_path::GEMM
@@ -189,23 +198,65 @@ pub(super) fn plan(layer: &NativeLayer, n: usize, c: usize, h: usize, w: usize) 
         }));
     }
     // Row-major y_b (c x hw) = W (c x K) · col_b (K x hw) is column-major
-    // y_bᵀ (hw x c) = col_bᵀ (hw x K) · Wᵀ (K x c): m = hw, n = c, k = K.
-    steps.push(Step::Gemm {
-        args: GemmArgs {
-            m: hw,
-            n: conv.c,
-            k: rows,
-            lda: hw,
-            stride_a: if a_is_x { image } else { rows * hw },
-            ldb: rows,
-            stride_b: 0,
-            ldc: hw,
-            stride_c: image,
-            batch: n,
-        },
-        a_is_x,
-    });
+    // y_bᵀ (hw x c) = col_bᵀ (hw x K) · Wᵀ (K x c): m = hw, n = c, k = K. Group g is the
+    // same product on its slices: K_g = cg·k² rows of col_b from g·K_g, the cg weight rows
+    // from g·cg, the cg output channels from g·cg; batched over the n images.
+    for grp in 0..groups {
+        steps.push(Step::Gemm {
+            args: GemmArgs {
+                a_offset: grp * group_rows * hw,
+                b_offset: grp * cg * group_rows,
+                c_offset: grp * cg * hw,
+                m: hw,
+                n: cg,
+                k: group_rows,
+                lda: hw,
+                stride_a: if a_is_x { image } else { rows * hw },
+                ldb: group_rows,
+                stride_b: 0,
+                ldc: hw,
+                stride_c: image,
+                batch: n,
+            },
+            a_is_x,
+        });
+    }
     steps
+}
+
+/// Floats of im2col workspace a plan needs (0 when it has no im2col step).
+pub(super) fn workspace_floats(steps: &[Step], n: usize) -> usize {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Im2col(i) => n * i.g.c * i.g.k * i.g.k * i.g.h * i.g.w,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A layer's reusable im2col workspace, as sizes: it grows (one allocation) only when a plan
+/// needs more than it holds, so after verification and warm-up at the timed shape a timed
+/// forward allocates nothing but its output.
+#[derive(Debug, Default)]
+pub(super) struct Workspace {
+    /// Floats held.
+    pub floats: usize,
+    /// Allocations made so far.
+    pub allocations: usize,
+}
+
+impl Workspace {
+    /// Makes room for `floats`; true when that took a new allocation.
+    pub fn reserve(&mut self, floats: usize) -> bool {
+        if floats <= self.floats {
+            return false;
+        }
+        self.floats = floats;
+        self.allocations += 1;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -336,6 +387,7 @@ int main(int argc, char** argv) {
 
     /// Column-major C_b = A_b · B_b, as cublasGemmStridedBatchedEx computes it.
     fn gemm(a: &[f32], b: &[f32], c: &mut [f32], s: &GemmArgs) {
+        let (a, b, c) = (&a[s.a_offset..], &b[s.b_offset..], &mut c[s.c_offset..]);
         for batch in 0..s.batch {
             let (a, b) = (&a[batch * s.stride_a..], &b[batch * s.stride_b..]);
             for j in 0..s.n {
@@ -402,7 +454,9 @@ int main(int argc, char** argv) {
         let cases = [
             spec(OpKind::DWConv, "19x9x7", 3, None, None, SplitCat),
             spec(OpKind::GConv, "96x9x9", 3, Some(16), None, SplitCat),
-            spec(OpKind::GConv, "64x6x6", 5, Some(2), None, SplitCat), // 32 per group
+            spec(OpKind::GConv, "64x6x6", 5, Some(2), None, SplitCat), // 32 per group: direct
+            spec(OpKind::GConv, "96x7x7", 3, Some(2), None, SplitCat), // 48 per group: GEMMs
+            spec(OpKind::GConv, "160x5x6", 1, Some(4), None, SplitCat), // 1x1 GEMMs on x
             spec(OpKind::Conv, "40x9x7", 3, None, None, SplitCat),     // im2col + GEMM
             spec(OpKind::Conv, "6x5x5", 5, None, None, SplitCat),      // direct
             spec(OpKind::PWConv, "33x5x6", 1, None, None, SplitCat),   // GEMM on x
@@ -437,6 +491,58 @@ int main(int argc, char** argv) {
                 plan(&layer, n, m.c, m.h, m.w)
             );
         }
+    }
+
+    /// A grouped GEMM plan is one GEMM per group on that group's slices; the im2col
+    /// workspace is allocated once and reused by every later forward of the same shape.
+    #[test]
+    fn grouped_gemms_slice_by_group_and_the_workspace_is_allocated_once() {
+        use super::super::tests::spec;
+        let s = spec(
+            OpKind::GConv,
+            "768x7x7",
+            3,
+            Some(16),
+            None,
+            PConvForward::SplitCat,
+        );
+        let weights = ops::random_weights(&s, 1, 17);
+        let layer = NativeLayer::new(&s, &weights[0]);
+        let steps = plan(&layer, 32, 768, 7, 7);
+        let gemms: Vec<&GemmArgs> = steps
+            .iter()
+            .filter_map(|st| match st {
+                Step::Gemm { args, .. } => Some(args),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(gemms.len(), 16);
+        assert_eq!((gemms[1].n, gemms[1].k), (48, 48 * 9));
+        assert_eq!(gemms[1].a_offset, 48 * 9 * 49);
+        assert_eq!(gemms[1].b_offset, 48 * 48 * 9);
+        assert_eq!(gemms[1].c_offset, 48 * 49);
+        let mut ws = Workspace::default();
+        let need = workspace_floats(&steps, 32);
+        assert_eq!(need, 32 * 768 * 9 * 49);
+        // Verification (batch 2), then warm-up and timing (batch 32): one growth each,
+        // then nothing for any number of timed forwards.
+        assert!(ws.reserve(workspace_floats(&plan(&layer, 2, 768, 7, 7), 2)));
+        assert!(ws.reserve(need));
+        for _ in 0..100 {
+            assert!(!ws.reserve(workspace_floats(&plan(&layer, 32, 768, 7, 7), 32)));
+        }
+        assert_eq!(ws.allocations, 2);
+        // DWConv needs no workspace at all.
+        let dw = spec(
+            OpKind::DWConv,
+            "96x56x56",
+            3,
+            None,
+            None,
+            PConvForward::SplitCat,
+        );
+        let dw_layer = NativeLayer::new(&dw, &ops::random_weights(&dw, 1, 1)[0]);
+        assert_eq!(workspace_floats(&plan(&dw_layer, 32, 96, 56, 56), 32), 0);
     }
 
     /// The check above can fail: a PConv plan without its copy step leaves the untouched

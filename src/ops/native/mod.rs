@@ -63,6 +63,9 @@ pub struct NativeLayer {
     /// The weight on the GPU, uploaded on first use there.
     #[cfg(feature = "cuda")]
     gpu_weight: cuda::GpuWeight,
+    /// The im2col workspace on the GPU, reused across forwards.
+    #[cfg(feature = "cuda")]
+    gpu_workspace: cuda::GpuWorkspace,
 }
 
 impl NativeLayer {
@@ -76,6 +79,8 @@ impl NativeLayer {
             forward: spec.forward.unwrap_or(PConvForward::SplitCat),
             #[cfg(feature = "cuda")]
             gpu_weight: Default::default(),
+            #[cfg(feature = "cuda")]
+            gpu_workspace: Default::default(),
         }
     }
 
