@@ -228,7 +228,7 @@ pub fn run(
                     point.implementation,
                     ctx.device,
                     point.dtype,
-                    ctx.seed,
+                    (point.batch, ctx.seed),
                     ctx.inject_nan_into == Some(point.spec.kind),
                 )
             });
@@ -302,47 +302,74 @@ mod tests {
         );
     }
 
-    /// The premise of verifying at batch 2: for every point of the shipped suites, the
-    /// dispatcher picks the same kernels at batch 2 as at the timed batch (on the timed
-    /// c x h x w), and native points name native kernels.
+    /// The schedule is part of the path: Conv 768x7x7 on 2 threads splits one image into
+    /// row bands but gives each of two images a whole band, so a verification at batch 2
+    /// would not have run the timed schedule of batch 1, and the labels say so.
     #[test]
-    fn shipped_suites_take_the_same_kernels_at_the_verification_batch() {
-        let suites = [
-            include_str!("../configs/table1.toml"),
-            include_str!("../configs/sweep.toml"),
-            include_str!("../configs/ci.toml"),
-            include_str!("../configs/blocks.toml"),
-        ];
-        let mut checked = 0;
-        for (i, src) in suites.iter().enumerate() {
-            let suite = crate::config::parse(&format!("suite {i}"), src)
-                .unwrap()
-                .suite;
-            for p in crate::plan::expand(&suite) {
-                let weights = ops::random_weights(&p.spec, 1, 3);
-                let stack =
-                    ops::build(&p.spec, p.implementation, &weights, &Device::Cpu, p.dtype).unwrap();
-                let FeatureMap { c, h, w } = p.spec.map;
-                let path_at = |n: usize| {
-                    let x = ops::tensor_from(
-                        vec![0.5; n * c * h * w],
-                        &[n, c, h, w],
-                        &Device::Cpu,
-                        p.dtype,
-                    )
-                    .unwrap();
-                    kernel_path::traced(|| stack.forward(&x).map(drop)).1
-                };
-                let (verified, timed) = (path_at(2), path_at(p.batch));
-                assert_eq!(verified, timed, "{:?}", p);
-                assert_eq!(
-                    p.implementation == Implementation::Candle,
-                    timed == kernel_path::CANDLE,
-                    "{p:?}: {timed}"
-                );
-                checked += 1;
-            }
-        }
-        assert!(checked > 200, "{checked} points");
+    fn the_kernel_path_names_the_schedule_that_depends_on_batch_and_threads() {
+        let spec = OpSpec::plain(OpKind::Conv, 3, "768x7x7".parse().unwrap());
+        let weights = ops::random_weights(&spec, 1, 3);
+        let stack = ops::build(
+            &spec,
+            Implementation::Native,
+            &weights,
+            &Device::Cpu,
+            Dtype::F32,
+        )
+        .unwrap();
+        let path_at = |n: usize, threads: usize| {
+            let x = ops::tensor_from(
+                vec![0.5; n * 768 * 49],
+                &[n, 768, 7, 7],
+                &Device::Cpu,
+                Dtype::F32,
+            )
+            .unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| kernel_path::traced(|| stack.forward(&x).map(drop)).1)
+        };
+        let (one, two) = (path_at(1, 2), path_at(2, 2));
+        assert!(one.starts_with("im2col_gemm[rows="), "{one}");
+        assert_ne!(
+            one, two,
+            "batch 1 and 2 on 2 threads run different schedules"
+        );
+        assert_ne!(
+            path_at(1, 1),
+            one,
+            "1 and 2 threads run different schedules"
+        );
+    }
+
+    /// Verification runs on the pool and at the batch the point is timed at, so a
+    /// multi-threaded point whose schedule depends on both passes `same_path`.
+    #[test]
+    fn a_two_thread_point_is_verified_on_its_timed_schedule() {
+        let ctx = Context {
+            device: &Device::Cpu,
+            device_label: "cpu".into(),
+            references: &[],
+            layers: 1,
+            seed: 3,
+            budget: crate::measure::Budget::new(0.0, 0.0),
+            inject_delay: None,
+            inject_nan_into: None,
+        };
+        let point = Point {
+            spec: OpSpec::plain(OpKind::Conv, 3, "768x7x7".parse().unwrap()),
+            implementation: Implementation::Native,
+            dtype: Dtype::F32,
+            batch: 1,
+            threads: 2,
+        };
+        let out = run(&ctx, &[point], 1, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
+        assert!(out.failures.is_empty(), "{:?}", out.failures);
+        let r = &out.records[0];
+        assert!(r.kernel_path.contains("rows="), "{}", r.kernel_path);
+        assert_eq!(r.verification.kernel_path, r.kernel_path);
+        assert!(r.verification.input.starts_with("1x768x7x7"));
     }
 }

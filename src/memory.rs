@@ -3,12 +3,13 @@
 //!
 //! The estimate counts what a point holds at once, in checked arithmetic (a size that would
 //! overflow 64 bits is "more than any machine has"):
-//! - verification (batch 2): the f32 input and output, the f64 reference's input, output and
-//!   intermediates, the layer's weights;
+//! - verification (one layer at the timed batch): its tensors, host copies of its input and
+//!   output, the f64 reference's input, output and intermediates on at most two images, the
+//!   layer's weights;
 //! - timing (the point's batch): the input, the previous and the next activation, the widest
 //!   intermediates of one layer (a block's hidden width, C2f's concat buffer), the weights of
-//!   every layer, and the im2col workspace (the whole column matrix for candle and CUDA;
-//!   per-thread bands for the native CPU kernels).
+//!   every layer, and the im2col workspaces (per-thread bands for the native CPU kernels; on
+//!   CUDA one whole-batch column matrix per native layer; one group's for candle).
 //!
 //! Verification ends before timing starts, so the need is the larger of the two.
 
@@ -38,24 +39,32 @@ fn extra_activations(p: &Point) -> u64 {
     }
 }
 
-/// Bytes of the im2col column matrix for `batch` images.
-fn im2col_bytes(p: &Point, batch: u64, on_gpu: bool) -> Option<u64> {
+/// Bytes of the im2col workspaces for `batch` images and `layers` layers: per-thread bands
+/// for the native CPU kernels (shared by the layers); on CUDA one column matrix of the whole
+/// batch and every channel of the conv per layer (each native layer keeps its own, reused
+/// across forwards; none where the direct kernel runs); for candle the column matrix of one
+/// group, live one layer at a time.
+fn im2col_bytes(p: &Point, batch: u64, layers: u64, on_gpu: bool) -> Option<u64> {
     let s = &p.spec;
     let FeatureMap { h, w, .. } = s.map;
     let k = s.kernel as u64;
     if k == 1 {
         return Some(0);
     }
-    let cg = (s.conv_channels() / s.conv_groups().max(1)) as u64;
-    let per_image = (h as u64)
-        .checked_mul(w as u64)?
-        .checked_mul(cg)?
-        .checked_mul(k * k)?;
+    let channels = s.conv_channels();
+    let cg = channels / s.conv_groups().max(1);
+    let plane = (h as u64).checked_mul(w as u64)?.checked_mul(k * k)?;
+    let group_image = plane.checked_mul(cg as u64)?;
     let floats = match (p.implementation, on_gpu) {
         (Implementation::Native, false) => NATIVE_BAND_FLOATS
             .checked_mul(p.threads as u64)?
-            .min(per_image.checked_mul(batch)?),
-        _ => per_image.checked_mul(batch)?,
+            .min(group_image.checked_mul(batch)?),
+        (Implementation::Native, true) if crate::ops::native::uses_direct(cg, h * w) => 0,
+        (Implementation::Native, true) => plane
+            .checked_mul(channels as u64)?
+            .checked_mul(batch)?
+            .checked_mul(layers)?,
+        _ => group_image.checked_mul(batch)?,
     };
     floats.checked_mul(4)
 }
@@ -67,27 +76,35 @@ pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(
     let s = &p.spec;
     let elem = p.dtype.size_bytes();
     let image = s.map.elements() as u64;
+    let batch = p.batch as u64;
     let live = 3 + extra_activations(p);
     let weights_per_layer = s.cost().weight_elements.checked_mul(elem)?;
-    // Verification at batch 2: f32 tensors (elem-sized) and the f64 reference.
-    let verify_image = image.checked_mul(2)?;
-    let verify = verify_image
+    // Verification: one layer at the timed batch (its tensors, plus f32 host copies of the
+    // input and output), and the f64 reference on at most two images.
+    let reference_images = batch.min(2);
+    let verify_device = image
+        .checked_mul(batch)?
         .checked_mul(live)?
-        .checked_mul(elem + 8)?
-        .checked_add(weights_per_layer.checked_mul(3)?)?
-        .checked_add(im2col_bytes(p, 2, on_gpu)?)?;
+        .checked_mul(elem)?
+        .checked_add(weights_per_layer)?
+        .checked_add(im2col_bytes(p, batch, 1, on_gpu)?)?;
+    let verify_host = image
+        .checked_mul(batch)?
+        .checked_mul(2 * 4)?
+        .checked_add(image.checked_mul(reference_images)?.checked_mul(live * 8)?)?
+        .checked_add(weights_per_layer.checked_mul(2)?)?;
     // Timing at the point's batch.
     let timed = image
-        .checked_mul(p.batch as u64)?
+        .checked_mul(batch)?
         .checked_mul(live)?
         .checked_mul(elem)?
         .checked_add(weights_per_layer.checked_mul(layers as u64)?)?
-        .checked_add(im2col_bytes(p, p.batch as u64, on_gpu)?)?;
+        .checked_add(im2col_bytes(p, batch, layers as u64, on_gpu)?)?;
     if on_gpu {
         // The host keeps the reference and the copies read back; the device the rest.
-        Some((verify, timed.max(verify)))
+        Some((verify_host, timed.max(verify_device)))
     } else {
-        Some((verify.max(timed), 0))
+        Some((verify_device.checked_add(verify_host)?.max(timed), 0))
     }
 }
 
@@ -202,18 +219,38 @@ mod tests {
 
     #[test]
     fn the_estimate_covers_the_buffers_a_point_allocates() {
-        // Conv 3x3 at 96x56x56, batch 1, native: the verification's f64 reference dominates:
-        // 2 images x 3 live activations x (4 + 8) bytes, plus weights and bands.
+        // Conv 3x3 at 96x56x56, batch 1, native: verification dominates: 3 live f32
+        // activations, the f32 host copies of input and output, and the f64 reference's 3
+        // activations of the one image, plus weights and bands.
         let p = point(OpKind::Conv, "96x56x56", 1, Implementation::Native);
         let (host, device) = host_and_device_bytes(&p, 10, false).unwrap();
         assert_eq!(device, 0);
         let image = 96 * 56 * 56;
-        assert!(host >= 2 * image * 3 * 12, "{host}");
+        assert!(host >= image * (3 * 4 + 2 * 4 + 3 * 8), "{host}");
         assert!(host < 64 << 20, "{host}");
         // candle at batch 32 holds the whole im2col matrix: 32 x 3136 x 864 floats.
         let c = point(OpKind::Conv, "96x56x56", 32, Implementation::Candle);
         let (host, _) = host_and_device_bytes(&c, 10, false).unwrap();
         assert!(host >= 32 * 3136 * 864 * 4, "{host}");
+    }
+
+    #[test]
+    fn on_cuda_every_native_layer_holds_a_whole_batch_column_matrix_of_all_channels() {
+        // GConv g=16 at 768x7x7 runs as GEMMs there (48 channels per group), from one
+        // im2col of all 768 channels per layer, kept by each of the 10 layers.
+        let mut p = point(OpKind::GConv, "768x7x7", 32, Implementation::Native);
+        p.spec.groups = Some(16);
+        let (host, device) = host_and_device_bytes(&p, 10, true).unwrap();
+        let columns = 10 * 32 * 768 * 9 * 49 * 4;
+        assert!(device >= columns, "{device} < {columns}");
+        assert!(
+            host < device,
+            "the host keeps only verification's share: {host}"
+        );
+        // DWConv runs the direct kernel there: no column matrix.
+        let dw = point(OpKind::DWConv, "768x7x7", 32, Implementation::Native);
+        let (_, dw_device) = host_and_device_bytes(&dw, 10, true).unwrap();
+        assert!(dw_device < 32 * 768 * 49 * 4 * 4, "{dw_device}");
     }
 
     #[test]

@@ -11,8 +11,24 @@ use crate::ops::{
     PConvForward,
 };
 
-/// Batch size of the verification input: more than one, so batch strides are exercised.
-const VERIFY_BATCH: usize = 2;
+/// The images of an `n`-image batch that the f64 reference recomputes: the first and the
+/// last (each image's output depends on that image alone, and the last one is where batch
+/// strides and the schedule's final band show).
+pub fn reference_images(n: usize) -> Vec<usize> {
+    if n > 1 {
+        vec![0, n - 1]
+    } else {
+        vec![0]
+    }
+}
+
+/// The images `which` of a batch of `image`-sized images, concatenated.
+pub fn pick_images<T: Copy>(v: &[T], image: usize, which: &[usize]) -> Vec<T> {
+    which
+        .iter()
+        .flat_map(|&b| v[b * image..][..image].iter().copied())
+        .collect()
+}
 
 /// What the checks found, recorded beside the timings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,19 +195,20 @@ fn rounded(w: &LayerWeights, dtype: Dtype) -> Vec<f64> {
     w.data.iter().map(|&v| f64::from(dtype.round(v))).collect()
 }
 
-/// Runs one layer of `spec` in `implementation` on a random batch of the timed c x h x w
-/// (so the dispatcher picks the kernel it picks when timed) and checks it against the naive
-/// reference (and, for PConv, the pass-through and aliasing promises).
+/// Runs one layer of `spec` in `implementation` on a random input of the timed shape (batch
+/// and c x h x w, on the caller's thread pool, so the dispatcher picks the kernels and
+/// schedule it picks when timed) and checks it against the naive reference on the first and
+/// last image (and, for PConv, the pass-through and aliasing promises on every image).
 pub fn verify(
     spec: &OpSpec,
     implementation: Implementation,
     device: &Device,
     dtype: Dtype,
-    seed: u64,
+    (batch, seed): (usize, u64),
     poison_output: bool,
 ) -> Result<Verification> {
     let FeatureMap { c, h, w } = spec.map;
-    let n = VERIFY_BATCH;
+    let n = batch;
     let label = format!(
         "{} {} at {} ({implementation}, {dtype})",
         spec.kind,
@@ -218,16 +235,33 @@ pub fn verify(
         }
     }
 
-    let mut reference = widen(&x_before);
+    let image = c * h * w;
+    if y_host.len() != n * image {
+        return Err(Error::Verification(format!(
+            "{label}: the output holds {} values where {n}x{c}x{h}x{w} = {} were expected",
+            y_host.len(),
+            n * image
+        )));
+    }
+    // Every image, not only those the reference recomputes.
+    if let Some(i) = y_host.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Verification(format!(
+            "{label}: the output holds a non-finite value (NaN or infinity) in image {} of {n}",
+            i / image
+        )));
+    }
+    let which = reference_images(n);
+    let m = which.len();
+    let mut reference = widen(&pick_images(&x_before, image, &which));
     if spec.kind == OpKind::FasterNetBlock || spec.is_c2f() {
         let w: Vec<Vec<f64>> = weights.iter().map(|w| rounded(w, dtype)).collect();
         reference = match spec.kind {
-            OpKind::FasterNetBlock => crate::ops::block::reference(spec, &w, &reference, n),
-            _ => crate::ops::c2f::reference(spec, &w, &reference, n),
+            OpKind::FasterNetBlock => crate::ops::block::reference(spec, &w, &reference, m),
+            _ => crate::ops::c2f::reference(spec, &w, &reference, m),
         };
     } else {
         for (part, w) in spec.parts().iter().zip(&weights) {
-            reference = reference_forward(part, &rounded(w, dtype), &reference, n);
+            reference = reference_forward(part, &rounded(w, dtype), &reference, m);
         }
     }
     let tol = if dtype == Dtype::F32
@@ -238,9 +272,14 @@ pub fn verify(
     } else {
         tolerance(dtype)
     };
-    let (max_abs_err, max_rel_err) = check_output(&label, &widen(&y_host), &reference, tol)?;
+    let checked = widen(&pick_images(&y_host, image, &which));
+    let (max_abs_err, max_rel_err) = check_output(&label, &checked, &reference, tol)?;
+    let images = match which.as_slice() {
+        [only] => format!("image {only}"),
+        _ => format!("images {which:?}"),
+    };
     let mut checks = vec![format!(
-        "matches naive f64 reference (rel err {max_rel_err:.2e} <= {tol:.0e})"
+        "{images} of {n} match the naive f64 reference (rel err {max_rel_err:.2e} <= {tol:.0e})"
     )];
 
     if spec.kind == OpKind::PConv {
@@ -409,7 +448,7 @@ mod tests {
                 Implementation::Candle,
                 &Device::Cpu,
                 Dtype::F32,
-                7,
+                (3, 7),
                 false,
             )
             .unwrap_or_else(|e| panic!("{kind} {map} k={k}: {e}"));
@@ -440,7 +479,7 @@ mod tests {
                 Implementation::Native,
                 &Device::Cpu,
                 Dtype::F32,
-                7,
+                (3, 7),
                 false,
             )
             .unwrap_or_else(|e| panic!("{kind} {map} k={k}: {e}"));
@@ -466,7 +505,7 @@ mod tests {
         for imp in [Implementation::Native, Implementation::Candle] {
             for (kind, map, k) in cases {
                 let s = spec(kind, map, k);
-                let v = verify(&s, imp, &Device::Cpu, Dtype::F32, 5, false)
+                let v = verify(&s, imp, &Device::Cpu, Dtype::F32, (2, 5), false)
                     .unwrap_or_else(|e| panic!("{kind} {map} k={k} {imp}: {e}"));
                 assert!(
                     v.max_rel_err < 1e-5,
@@ -489,7 +528,7 @@ mod tests {
             Implementation::Candle,
             &Device::Cpu,
             Dtype::F16,
-            3,
+            (2, 3),
             false,
         )
         .unwrap();

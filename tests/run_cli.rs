@@ -172,14 +172,14 @@ fn run_writes_a_complete_results_file_and_prints_the_table() {
         assert_eq!(r["stats"]["samples"], n);
         assert_eq!(r["threads"], 1);
         assert!(r["verification"]["max_rel_err"].as_f64().unwrap() <= 1e-4);
-        // Verified on the kernels it was timed on, at the timed c x h x w (batch 2).
+        // Verified on the kernels and schedule it was timed on, at the timed batch and shape.
         let path = r["kernel_path"].as_str().unwrap();
         assert!(!path.is_empty(), "{r}");
         assert_eq!(r["verification"]["kernel_path"].as_str(), Some(path), "{r}");
         assert_eq!(r["implementation"] == "candle", path == "candle", "{r}");
         assert_eq!(
             r["verification"]["input"].as_str().unwrap(),
-            format!("2x{}", r["shape"].as_str().unwrap())
+            format!("{}x{}", r["batch"], r["shape"].as_str().unwrap())
         );
         let macs = r["cost"]["macs"].as_f64().unwrap();
         let gmacs = r["rates"]["gmac_per_s"].as_f64().unwrap();

@@ -2,10 +2,14 @@
 //! path it verified.
 //!
 //! The native dispatchers pick a kernel per layer from its shape (channels per group, map
-//! size, kernel size). Each dispatch site calls [`note`]; [`traced`] runs a closure and
-//! returns the kernels noted on this thread while it ran, in first-use order. Dispatch
-//! always happens on the thread that called the forward (the parallel work comes after the
-//! choice), so a trace taken around a forward sees every choice it made.
+//! size, kernel size), and the GEMM paths pick a schedule from the batch and the thread
+//! count (band height, what runs in parallel). Each dispatch site calls [`note`] with the
+//! kernel and, where it has one, its schedule (`im2col_gemm[rows=4/7,par=bands:2]`);
+//! [`traced`] runs a closure and returns what was noted on this thread while it ran, in
+//! first-use order. Dispatch always happens on the thread that called the forward (the
+//! parallel work comes after the choice), so a trace taken around a forward sees every
+//! choice it made. The direct stencil has no schedule in its label: each (image, group)
+//! unit runs the same code whether the units are spread over threads or not.
 
 use std::cell::RefCell;
 
@@ -20,18 +24,24 @@ pub const GEMM: &str = "gemm";
 pub const CANDLE: &str = "candle";
 
 thread_local! {
-    static TRACE: RefCell<Option<Vec<&'static str>>> = const { RefCell::new(None) };
+    static TRACE: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
 }
 
-/// Records that `kernel` is about to run (a no-op outside [`traced`]).
-pub(crate) fn note(kernel: &'static str) {
+/// Records that `kernel` (with its schedule, if any) is about to run (a no-op outside
+/// [`traced`]).
+pub(crate) fn note(kernel: &str) {
     TRACE.with(|t| {
         if let Some(seen) = t.borrow_mut().as_mut() {
-            if !seen.contains(&kernel) {
-                seen.push(kernel);
+            if !seen.iter().any(|k| k == kernel) {
+                seen.push(kernel.to_string());
             }
         }
     });
+}
+
+/// `kernel` with a schedule: `kernel[schedule]`.
+pub(crate) fn scheduled(kernel: &str, schedule: &str) -> String {
+    format!("{kernel}[{schedule}]")
 }
 
 /// Runs `f` and returns its result with the kernels it ran, joined with `+` in first-use

@@ -5,6 +5,8 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::ops::kernel_path;
+
 use super::Geometry;
 
 /// Target size of one im2col band, in floats (about 1 MiB): big enough for an efficient GEMM,
@@ -132,8 +134,8 @@ pub(crate) fn pointwise(
     accumulate: bool,
 ) {
     assert!(dst.len() >= m * hw && src.len() >= k * hw && w.len() >= m * k);
-    crate::ops::kernel_path::note(crate::ops::kernel_path::GEMM);
     let par = super::gemm_parallelism();
+    note_gemm(kernel_path::GEMM, par);
     // SAFETY: dst is an exclusive borrow of at least m rows of hw floats.
     unsafe {
         matmul(
@@ -176,6 +178,16 @@ fn band_rows(g: &Geometry, n: usize, threads: usize) -> usize {
         }
     }
     rows
+}
+
+/// Notes a plain GEMM and its parallelism in the kernel-path trace.
+fn note_gemm(kernel: &str, par: Parallelism) {
+    match par {
+        Parallelism::Rayon(t) if t > 1 => {
+            kernel_path::note(&kernel_path::scheduled(kernel, &format!("par=gemm:{t}")))
+        }
+        _ => kernel_path::note(kernel),
+    }
 }
 
 /// Fewest GEMM columns a band split for threading may have.
@@ -245,6 +257,21 @@ impl Conv<'_> {
         } else {
             Parallelism::None
         };
+        let kernel = if k == 1 {
+            kernel_path::GEMM
+        } else {
+            kernel_path::IM2COL_GEMM
+        };
+        let par = match (par_bands, par_groups, gemm_par) {
+            (true, _, _) => format!("bands:{threads}"),
+            (false, true, _) => format!("groups:{threads}"),
+            (false, false, Parallelism::Rayon(t)) => format!("gemm:{t}"),
+            _ => "none".into(),
+        };
+        kernel_path::note(&kernel_path::scheduled(
+            kernel,
+            &format!("rows={rows}/{h},par={par}"),
+        ));
         let dst = OutPtr(out.as_mut_ptr());
         let band = |&(b, y0): &(usize, usize)| {
             let r = rows.min(h - y0);

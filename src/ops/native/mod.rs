@@ -101,9 +101,9 @@ impl NativeLayer {
 
     /// A convolution with `groups` groups on `n` images of `g.c` channels.
     fn conv(&self, x: &[f32], out: &mut [f32], n: usize, g: Geometry, groups: usize) {
-        let path = conv_path(g.c / groups, g.h * g.w, g.k);
-        kernel_path::note(path);
-        if path == kernel_path::DIRECT {
+        // The GEMM paths note themselves, with their schedule.
+        if conv_path(g.c / groups, g.h * g.w, g.k) == kernel_path::DIRECT {
+            kernel_path::note(kernel_path::DIRECT);
             direct::grouped_conv(x, &self.weight, out, n, &g, groups);
             return;
         }
@@ -130,9 +130,8 @@ impl NativeLayer {
             out[range.clone()].copy_from_slice(&x[range]);
         }
         let partial = Geometry { c: cp, ..g };
-        let path = conv_path(cp, hw, g.k);
-        kernel_path::note(path);
-        if path == kernel_path::DIRECT {
+        if conv_path(cp, hw, g.k) == kernel_path::DIRECT {
+            kernel_path::note(kernel_path::DIRECT);
             // The direct kernel wants dense images of c_p channels: gather them.
             let head: Vec<f32> = (0..n)
                 .flat_map(|b| x[b * image..][..cp * hw].iter().copied())
