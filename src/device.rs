@@ -74,9 +74,6 @@ fn gpu_info(_ordinal: usize) -> Option<crate::metadata::GpuInfo> {
     None
 }
 
-/// Pins the thread count candle's CPU kernels use: candle reads `RAYON_NUM_THREADS` on each
-/// GEMM, and its rayon loops run in whichever pool is current. Call before the pool that
-/// will run the work is built, from the main thread, with no candle work in flight.
 /// Logical CPUs this process may run on.
 pub fn logical_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -94,6 +91,9 @@ pub fn check_threads(threads: &[usize], oversubscribe: bool) -> Result<()> {
     }
 }
 
+/// Pins the thread count candle's CPU kernels use: candle reads `RAYON_NUM_THREADS` on each
+/// GEMM, and its rayon loops run in whichever pool is current. Call before the pool that
+/// will run the work is built, from the main thread, with no candle work in flight.
 pub fn pin_threads(threads: usize) -> Result<rayon::ThreadPool> {
     // Safe in edition 2021; nothing else reads or writes the environment concurrently here.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());

@@ -2,12 +2,16 @@
 //! once, before anything is measured, into what it names, and later written the way that
 //! kind of path wants:
 //!
-//! - `-`: standard output (progress and messages stay on standard error);
+//! - `-`, `/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/1`: this process's standard output,
+//!   written through its handle (so `--json /dev/stdout | jq .` and `--json /dev/stdout >
+//!   f` both get the JSON after whatever was printed before; the table goes to standard
+//!   error); `/dev/stderr` and fd 2 likewise to standard error;
+//! - another open descriptor (`/dev/fd/63` from `--json >(jq .)`): opened and appended to;
 //! - a new path or an existing regular file: a temp file in the same folder, then a rename,
-//!   so an earlier file is replaced whole or not at all;
+//!   so an earlier file is replaced whole or not at all (its permission bits kept);
 //! - a symlink: the same, at the file it points to; the link stays a link;
-//! - a character device or a named pipe (`/dev/null`, `>(jq .)`): written straight into,
-//!   never renamed over.
+//! - a character device or a named pipe (`/dev/null`, a `mkfifo`): appended to, never
+//!   renamed over.
 //!
 //! Any write error is one line naming the path (exit 4).
 
@@ -21,6 +25,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sink {
     Stdout,
+    Stderr,
     /// Temp file beside the path, then rename over it.
     Replace(PathBuf),
     /// Opened and written in place.
@@ -48,6 +53,49 @@ fn temp_path(path: &Path) -> PathBuf {
         .file_name()
         .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
     parent_dir(path).join(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// The descriptor a path names when it is one of this process's descriptor links
+/// (`/dev/fd/N`, `/proc/self/fd/N`, `/proc/thread-self/fd/N`, `/proc/<our pid>/fd/N`).
+fn descriptor_name(path: &Path) -> Option<u32> {
+    let text = path.to_str()?;
+    let pid = std::process::id().to_string();
+    let rest = text
+        .strip_prefix("/dev/fd/")
+        .or_else(|| text.strip_prefix("/proc/self/fd/"))
+        .or_else(|| text.strip_prefix("/proc/thread-self/fd/"))
+        .or_else(|| {
+            text.strip_prefix("/proc/")?
+                .strip_prefix(pid.as_str())?
+                .strip_prefix("/fd/")
+        })?;
+    rest.parse().ok()
+}
+
+/// Follows a symlink chain (at most 40 links) and returns the descriptor of the first
+/// descriptor link on it (`/dev/stdout` -> `/proc/self/fd/1`: 1), if any. Such links must
+/// not be resolved further: their targets (`pipe:[123]`, a file the shell opened) are not
+/// paths to write to.
+fn descriptor_on_chain(path: &Path) -> Result<Option<u32>> {
+    let mut cur = path.to_path_buf();
+    for _ in 0..40 {
+        if let Some(fd) = descriptor_name(&cur) {
+            return Ok(Some(fd));
+        }
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let next = fs::read_link(&cur).map_err(|e| {
+                    Error::Invalid(format!("cannot read the link '{}': {e}", cur.display()))
+                })?;
+                cur = parent_dir(&cur).join(next);
+            }
+            _ => return Ok(None),
+        }
+    }
+    Err(Error::Invalid(format!(
+        "'{}' is a chain of more than 40 symlinks",
+        path.display()
+    )))
 }
 
 /// Where a symlink chain ends: the canonical path when the target exists, else the dangling
@@ -91,6 +139,20 @@ impl Output {
                 path.display()
             )))
         };
+        if let Some(fd) = descriptor_on_chain(path)? {
+            let sink = match fd {
+                1 => Sink::Stdout,
+                2 => Sink::Stderr,
+                _ => match fs::metadata(path) {
+                    Ok(m) if m.is_dir() => {
+                        return refuse("it is a directory, give a file path".into())
+                    }
+                    Ok(_) => Sink::Stream(path.to_path_buf()),
+                    Err(e) => return refuse(format!("descriptor {fd} is not open ({e})")),
+                },
+            };
+            return Ok(Output { given, sink });
+        }
         let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
         let target = if is_link {
             link_target(path)?
@@ -100,15 +162,9 @@ impl Output {
         match fs::metadata(&target) {
             Ok(m) if m.is_dir() => return refuse("it is a directory, give a file path".into()),
             Ok(m) if m.file_type().is_char_device() || m.file_type().is_fifo() => {
-                // Written in place: /proc's fd links (/dev/stdout to a pipe) open as they are.
-                let open = if is_link && target.starts_with("/proc") {
-                    path.to_path_buf()
-                } else {
-                    target
-                };
                 return Ok(Output {
                     given,
-                    sink: Sink::Stream(open),
+                    sink: Sink::Stream(target),
                 });
             }
             Ok(m) if !m.is_file() => {
@@ -142,8 +198,16 @@ impl Output {
         path.map(|p| Output::resolve(p, flag)).transpose()
     }
 
+    /// True when this output is this process's standard output (then tables and messages
+    /// go to standard error).
     pub fn is_stdout(&self) -> bool {
         self.sink == Sink::Stdout
+    }
+
+    /// True when the path names a stream (standard output or error, a descriptor, a device,
+    /// a named pipe) rather than a file, so its name says nothing about its format.
+    pub fn is_stream(&self) -> bool {
+        !matches!(self.sink, Sink::Replace(_))
     }
 
     /// The path as given, for messages.
@@ -162,8 +226,14 @@ impl Output {
                     .and_then(|_| out.flush())
                     .map_err(|e| Error::io("writing to standard output ('-')", e))
             }
+            Sink::Stderr => {
+                let mut out = std::io::stderr().lock();
+                out.write_all(bytes)
+                    .and_then(|_| out.flush())
+                    .map_err(|e| Error::io(format!("writing to standard error ('{shown}')"), e))
+            }
             Sink::Stream(p) => fs::OpenOptions::new()
-                .write(true)
+                .append(true)
                 .open(p)
                 .and_then(|mut f| f.write_all(bytes).and_then(|_| f.flush()))
                 .map_err(|e| Error::io(format!("writing '{shown}'"), e)),
@@ -174,12 +244,20 @@ impl Output {
     }
 }
 
-/// A temp file in the target's folder, synced, then renamed over the target.
+/// A temp file in the target's folder, synced, then renamed over the target; an existing
+/// target's permission bits (and, where this process may set them, owner and group) carry
+/// over to the new file.
 fn replace(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let tmp = temp_path(target);
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(bytes)?;
+        if let Ok(old) = fs::metadata(target) {
+            f.set_permissions(old.permissions())?;
+            // Only root may give a file away; anyone else keeps their own ownership.
+            let _ = std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()));
+        }
         f.sync_all()?;
         fs::rename(&tmp, target)
     })();
@@ -207,6 +285,51 @@ mod tests {
             .unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"second");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_replaced_file_keeps_its_permission_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("shared.json");
+        fs::write(&p, "old").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        Output::resolve(&p, "--json")
+            .unwrap()
+            .write(b"new")
+            .unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+    }
+
+    #[test]
+    fn descriptor_links_are_recognised_without_following_them() {
+        assert_eq!(descriptor_name(Path::new("/dev/fd/63")), Some(63));
+        assert_eq!(descriptor_name(Path::new("/proc/self/fd/1")), Some(1));
+        let own = format!("/proc/{}/fd/2", std::process::id());
+        assert_eq!(descriptor_name(Path::new(&own)), Some(2));
+        assert_eq!(
+            descriptor_name(Path::new("/proc/1/fd/1")),
+            None,
+            "another process"
+        );
+        assert_eq!(descriptor_name(Path::new("/tmp/fd/1")), None);
+        // /dev/stdout is a link to /proc/self/fd/1.
+        assert_eq!(
+            Output::resolve(Path::new("/dev/stdout"), "--json")
+                .unwrap()
+                .sink,
+            Sink::Stdout
+        );
+        assert_eq!(
+            Output::resolve(Path::new("/dev/stderr"), "--json")
+                .unwrap()
+                .sink,
+            Sink::Stderr
+        );
     }
 
     #[test]
@@ -267,10 +390,10 @@ mod tests {
 
     #[test]
     fn a_device_that_fails_writes_is_an_io_error_naming_the_path() {
-        if !Path::new("/dev/full").exists() {
-            eprintln!("skipped: no /dev/full on this system");
-            return;
-        }
+        assert!(
+            Path::new("/dev/full").exists(),
+            "this test needs Linux's /dev/full"
+        );
         let full = Output::resolve(Path::new("/dev/full"), "--json").unwrap();
         let err = full.write(b"{}").unwrap_err();
         assert_eq!(err.exit_code(), crate::error::exit::RUNTIME);

@@ -72,52 +72,111 @@ fn a_named_pipe_is_fed_and_kept() {
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
 }
 
+/// A link to a device that refuses writes (/dev/full: every write fails with "no space"):
+/// exit 4 naming the path, and neither the link nor the device is replaced.
 #[test]
 fn a_full_device_gives_exit_4_and_stays_a_device() {
-    if !is_root() {
-        eprintln!("skipped: making a private full device (mknod) needs root");
-        return;
-    }
+    assert!(
+        Path::new("/dev/full").exists(),
+        "this test needs Linux's /dev/full"
+    );
     let dir = tempfile::tempdir().unwrap();
-    let node = dir.path().join("full");
-    let c = std::ffi::CString::new(node.to_str().unwrap()).unwrap();
-    // /dev/full is character device 1:7.
-    // SAFETY: a valid path; mknod creates a node and touches nothing else.
-    let made = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 7)) };
-    if made != 0 {
-        eprintln!(
-            "skipped: mknod refused here ({})",
-            std::io::Error::last_os_error()
-        );
-        return;
-    }
-    let out = run(&tiny(node.to_str().unwrap()));
+    let link = dir.path().join("full.json");
+    std::os::unix::fs::symlink("/dev/full", &link).unwrap();
+    let out = run(&tiny(link.to_str().unwrap()));
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains(node.to_str().unwrap()), "{err}");
-    assert!(std::fs::metadata(&node)
+    assert!(err.contains(link.to_str().unwrap()), "{err}");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::metadata("/dev/full")
         .unwrap()
         .file_type()
         .is_char_device());
 }
 
+/// A folder no one may create files in is refused before anything is measured, with the
+/// earlier file untouched: /proc refuses new files even to root; a folder made read-only
+/// refuses them to everyone else.
 #[test]
-fn a_read_only_folder_is_refused_before_measuring() {
-    if is_root() {
-        eprintln!("skipped: root writes into read-only folders (the file-size limit test below covers write failures as root)");
-        return;
+fn an_unwritable_folder_is_refused_before_measuring() {
+    let out = run(&tiny("/proc/pconv-bench-results.json"));
+    assert_bad_input(&out, "/proc", "not writable");
+    if !is_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::write(ro.join("r.json"), "earlier").unwrap();
+        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+        let p = ro.join("r.json");
+        let out = run(&tiny(p.to_str().unwrap()));
+        assert_bad_input(&out, "read-only folder", "not writable");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "earlier");
+        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
+}
+
+/// `--json /dev/stdout` is standard output whatever it is connected to: a pipe (as in
+/// `| jq .`) gets only the JSON, and so does a file the shell opened (`> f`), which is
+/// written through, not replaced.
+#[test]
+fn dev_stdout_is_standard_output_to_a_pipe_or_a_file() {
+    let out = run(&tiny("/dev/stdout"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stdout is JSON");
+    assert_eq!(v["records"].as_array().unwrap().len(), 2);
+    assert!(
+        stderr(&out).contains("median ms"),
+        "the table goes to stderr"
+    );
+
     let dir = tempfile::tempdir().unwrap();
-    let ro = dir.path().join("ro");
-    std::fs::create_dir(&ro).unwrap();
-    std::fs::write(ro.join("r.json"), "earlier").unwrap();
-    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
-    let p = ro.join("r.json");
-    let out = run(&tiny(p.to_str().unwrap()));
-    assert_bad_input(&out, "read-only folder", "not writable");
-    assert_eq!(std::fs::read_to_string(&p).unwrap(), "earlier");
-    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let f = dir.path().join("shell.json");
+    let file = std::fs::File::create(&f).unwrap();
+    let status = Command::new(BIN)
+        .args(tiny("/dev/stdout"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::from(file))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let v = read_json(&f);
+    assert_eq!(v["records"].as_array().unwrap().len(), 2);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+/// Process substitution (`--json >(cat > f)`) hands the program `/dev/fd/63`, a pipe: it is
+/// written into, and plots accept such streams whatever their name.
+#[test]
+fn process_substitution_and_streamed_plots_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("substituted.json");
+    let mut args: Vec<String> = tiny("PLACEHOLDER")
+        .into_iter()
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let json_at = args.iter().position(|a| a == "'PLACEHOLDER'").unwrap();
+    args[json_at] = r#">(cat > "$1")"#.into();
+    let script = format!(
+        r#"'{BIN}' {} --plot /dev/null; rc=$?; wait $!; exit $rc"#,
+        args.join(" ")
+    );
+    let out = Command::new("bash")
+        .args(["-c", &script, "_", f.to_str().unwrap()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = read_json(&f);
+    assert_eq!(v["records"].as_array().unwrap().len(), 2);
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
 }
 
 /// A write that fails half-way (here: the file-size limit, which binds root too) is exit 4,

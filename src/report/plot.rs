@@ -16,23 +16,25 @@ use crate::output::Output;
 use crate::record::{Record, RunResult};
 
 /// Resolves an SVG output of option `flag`, refusing before any work a path this build
-/// cannot write (`-` is standard output).
+/// cannot write. A stream (`-`, `/dev/stdout`, a named pipe, `/dev/null`) takes SVG
+/// whatever its name; a file must be named `.svg`.
 pub fn output(path: &Path, flag: &str) -> Result<Output> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    if path.as_os_str() == "-" {
-        return Output::resolve(path, flag);
+    let out = Output::resolve(path, flag)?;
+    if out.is_stream() {
+        return Ok(out);
     }
     match ext.as_deref() {
-        Some("svg") => Output::resolve(path, flag),
+        Some("svg") => Ok(out),
         Some("png") => Err(Error::Invalid(format!(
             "cannot write {flag} '{}': PNG needs system font libraries this build avoids; write .svg and convert it (e.g. rsvg-convert -o plot.png plot.svg)",
             path.display()
         ))),
         _ => Err(Error::Invalid(format!(
-            "cannot write {flag} '{}': unknown extension, allowed is .svg (or - for standard output)",
+            "cannot write {flag} '{}': unknown extension, allowed is .svg (or -, a device or a named pipe)",
             path.display()
         ))),
     }
