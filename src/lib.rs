@@ -4,6 +4,7 @@
 //! their cost models) -> `verify` (against a naive reference) -> `measure` (timing and
 //! statistics) -> `record` (the JSON schema) -> `report` (table, JSON).
 
+pub mod answer;
 pub mod bench;
 pub mod cli;
 pub mod commands;

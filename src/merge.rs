@@ -68,6 +68,7 @@ pub fn merge(files: Vec<(PathBuf, RunResult)>) -> Result<RunResult> {
     if let Some(p) = &merged.profile {
         crate::roofline::place_records(p, &mut merged.records);
     }
+    merged.verdicts = crate::answer::Verdicts::of(&merged.records);
     Ok(merged)
 }
 

@@ -226,6 +226,10 @@ pub struct RunResult {
     /// The device profile the roofline positions were computed with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<crate::roofline::Profile>,
+    /// The answer per shape: PConv against DWConv, GConv and Conv, with intervals
+    /// (`answer::Verdicts`); absent when no PConv ran beside a rival.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdicts: Option<crate::answer::Verdicts>,
 }
 
 /// Finds the paper's row for a spec: same op, kernel, groups / n_div and shape, 10 layers.

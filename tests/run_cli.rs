@@ -166,6 +166,27 @@ fn run_writes_a_complete_results_file_and_prints_the_table() {
     assert_eq!(v["complete"], true);
     let records = v["records"].as_array().unwrap();
     assert_eq!(records.len(), 24);
+    // The answer: one per shape and implementation, PConv against DWConv, GConv and Conv.
+    assert!(table.contains("The answer per shape"), "{table}");
+    assert!(table.contains("paper's claim, FLOPS(PConv) > FLOPS(DWConv), FLOPS(GConv): "));
+    let answers = v["verdicts"]["answers"].as_array().unwrap();
+    assert_eq!(answers.len(), 4, "{}", v["verdicts"]);
+    assert_eq!(v["verdicts"]["confidence"], 0.95);
+    for a in answers {
+        let rivals: Vec<&str> = a["versus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["other"]["op"].as_str().unwrap())
+            .collect();
+        assert_eq!(rivals, ["dwconv", "gconv", "conv"], "{a}");
+        assert!(a["other_forward"].is_object(), "both forwards ran: {a}");
+        let l = &a["versus"][0]["latency_ratio"];
+        assert!(
+            l["lo"].as_f64() <= l["estimate"].as_f64()
+                && l["estimate"].as_f64() <= l["hi"].as_f64()
+        );
+    }
     for r in records {
         let n = r["samples_ms"].as_array().unwrap().len();
         assert!(n >= 10, "{n} samples");

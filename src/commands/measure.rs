@@ -287,6 +287,7 @@ pub fn execute(job: Job) -> Result<i32> {
         device: crate::device::info(suite.device),
         config: suite,
         config_source: loaded.source,
+        verdicts: crate::answer::Verdicts::of(&records),
         records,
         failures,
         profile,

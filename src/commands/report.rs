@@ -30,6 +30,8 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
         merged.failures.extend(more.failures);
         merged.complete &= more.complete;
     }
+    // The answer is recomputed: merged files can pair records no single file held.
+    merged.verdicts = crate::answer::Verdicts::of(&merged.records);
     print!("{}", args.format.exporter().export(&merged));
     if let Some(out) = &plot_out {
         plot::write(out, &merged)?;

@@ -40,6 +40,9 @@ impl super::Export for MarkdownFormat {
         for n in &r.notes {
             out += &format!("- {}\n", escape(n));
         }
+        if let Some(v) = &result.verdicts {
+            out += &crate::answer::markdown(v);
+        }
         out
     }
 }

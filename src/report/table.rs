@@ -26,6 +26,9 @@ impl super::Export for TableFormat {
         for n in &r.notes {
             out += &format!("{n}\n");
         }
+        if let Some(v) = &result.verdicts {
+            out += &crate::answer::text(v);
+        }
         out
     }
 }
