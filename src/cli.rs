@@ -78,7 +78,13 @@ const REPORT_EXAMPLES: &str = "Examples:
   pconv-bench report results/cpu-xeon-2c-1t-table1.json
   pconv-bench report run.json run-torch.json --format markdown
   pconv-bench report s.json --format csv > s.csv
-  pconv-bench report s.json --plot s.svg";
+  pconv-bench report s.json --plot s.svg
+  pconv-bench report run.json --format html --output report.html   # one offline page
+  pconv-bench report gpu.json cpu.json arm.json --by device          # the paper's Table 1 layout
+
+--by device puts one device per column group (from each file's device), matching records
+by what they computed; with Table 1 shapes the paper's GPU, CPU and ARM columns appear
+beside them (--no-paper hides them, --paper insists on them).";
 
 const MERGE_EXAMPLES: &str = "Examples:
   pconv-bench merge round-1.json round-2.json round-3.json --json pooled.json
@@ -319,6 +325,10 @@ pub struct MeasureArgs {
     /// (needs --profile or --calibrate).
     #[arg(long, value_name = "PATH.svg")]
     pub roofline: Option<PathBuf>,
+    /// Write a self-contained HTML report (environment, the answer, the table, the figures
+    /// inline) to this file.
+    #[arg(long, value_name = "PATH.html")]
+    pub html: Option<PathBuf>,
     /// Interleaved repetitions of the whole suite, samples pooled per record (tighter
     /// intervals for a regression gate).
     #[arg(long, default_value_t = 1, value_parser = positive)]
@@ -417,12 +427,33 @@ pub struct ReportArgs {
     pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = crate::report::Format::Table)]
     pub format: crate::report::Format,
+    /// Lay the files out side by side: `device` gives the paper's Table 1 layout, one
+    /// column group (latency, GMAC/s) per device, instead of merging the files.
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub by: Option<ReportBy>,
+    /// With --by device: show the paper's GPU, CPU and ARM columns (the default when any
+    /// record has a Table 1 shape; an error when none has).
+    #[arg(long, requires = "by", conflicts_with = "no_paper")]
+    pub paper: bool,
+    /// With --by device: hide the paper's columns.
+    #[arg(long, requires = "by")]
+    pub no_paper: bool,
+    /// Write the report to this file (atomically) instead of standard output.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
     /// Also draw the figures as SVG to this file.
     #[arg(long, value_name = "PATH.svg")]
     pub plot: Option<PathBuf>,
     /// Also draw the roofline chart as SVG to this file (the results must carry a profile).
     #[arg(long, value_name = "PATH.svg")]
     pub roofline: Option<PathBuf>,
+}
+
+/// Layouts of `report --by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportBy {
+    /// One column group per device (the paper's Table 1).
+    Device,
 }
 
 #[derive(Debug, Args)]

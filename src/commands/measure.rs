@@ -39,11 +39,16 @@ struct Outputs {
     json: Option<Output>,
     plot: Option<Output>,
     roofline: Option<Output>,
+    html: Option<Output>,
 }
 
 impl Outputs {
     fn all(&self) -> impl Iterator<Item = &Output> {
-        self.json.iter().chain(&self.plot).chain(&self.roofline)
+        self.json
+            .iter()
+            .chain(&self.plot)
+            .chain(&self.roofline)
+            .chain(&self.html)
     }
 
     fn any_stdout(&self) -> bool {
@@ -54,7 +59,8 @@ impl Outputs {
     fn check_one_stdout(&self) -> Result<()> {
         if self.all().filter(|o| o.is_stdout()).count() > 1 {
             return Err(Error::Invalid(
-                "only one of --json, --plot and --roofline can be - (standard output)".into(),
+                "only one of --json, --plot, --roofline and --html can be - (standard output)"
+                    .into(),
             ));
         }
         Ok(())
@@ -140,6 +146,7 @@ pub fn execute(job: Job) -> Result<i32> {
             .as_deref()
             .map(|p| plot::output(p, "--roofline"))
             .transpose()?,
+        html: Output::resolve_opt(args.html.as_deref(), "--html")?,
     };
     if let Some(path) = &args.roofline {
         if args.profile.is_none() && !args.calibrate {
@@ -323,6 +330,10 @@ pub fn execute(job: Job) -> Result<i32> {
             "wrote the roofline chart to {}",
             out.path().display()
         ));
+    }
+    if let Some(out) = &outputs.html {
+        out.write(report::html::report(&result).as_bytes())?;
+        say(format!("wrote the HTML report to {}", out.path().display()));
     }
     Ok(if !result.complete {
         exit::INTERRUPTED

@@ -1,9 +1,10 @@
 //! `pconv-bench report`: re-renders saved results; never measures.
 
-use crate::cli::ReportArgs;
-use crate::error::Result;
+use crate::cli::{ReportArgs, ReportBy};
+use crate::error::{Error, Result};
 use crate::output::Output;
-use crate::report::{json, plot};
+use crate::report::by_device::{self, PaperColumns};
+use crate::report::{html, json, markdown, plot, table, Format};
 
 pub fn execute(args: &ReportArgs) -> Result<i32> {
     let plot_out = args
@@ -16,28 +17,71 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
         .as_deref()
         .map(|p| plot::output(p, "--roofline"))
         .transpose()?;
-    if plot_out.iter().chain(&roofline_out).any(Output::is_stdout) {
-        return Err(crate::error::Error::Invalid(
+    let text_out = args
+        .output
+        .as_deref()
+        .map(|p| Output::resolve(p, "--output"))
+        .transpose()?;
+    let text_on_stdout = text_out.as_ref().is_none_or(Output::is_stdout);
+    if text_on_stdout && plot_out.iter().chain(&roofline_out).any(Output::is_stdout) {
+        return Err(Error::Invalid(
             "report prints its text on standard output: give --plot and --roofline a file path, not -".into(),
         ));
     }
-    let mut files = args.files.iter();
-    let first = files.next().expect("clap requires at least one file");
-    let mut merged = json::read(first)?;
-    for path in files {
-        let more = json::read(path)?;
-        merged.records.extend(more.records);
-        merged.failures.extend(more.failures);
-        merged.complete &= more.complete;
-    }
-    // The answer is recomputed: merged files can pair records no single file held.
-    merged.verdicts = crate::answer::Verdicts::of(&merged.records);
-    print!("{}", args.format.exporter().export(&merged));
-    if let Some(out) = &plot_out {
-        plot::write(out, &merged)?;
-    }
-    if let Some(out) = &roofline_out {
-        plot::write_roofline(out, &merged)?;
+    let files = args
+        .files
+        .iter()
+        .map(|p| Ok((p.clone(), json::read(p)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let text = match args.by {
+        Some(ReportBy::Device) => {
+            if plot_out.is_some() || roofline_out.is_some() {
+                return Err(Error::Invalid(
+                    "--by device draws no figures: report each file with --plot, or drop --by"
+                        .into(),
+                ));
+            }
+            let paper = match (args.paper, args.no_paper) {
+                (true, _) => PaperColumns::On,
+                (_, true) => PaperColumns::Off,
+                _ => PaperColumns::Auto,
+            };
+            let rows = by_device::build(&files, paper)?;
+            match args.format {
+                Format::Table => table::render(&rows),
+                Format::Markdown => markdown::render(&rows),
+                Format::Csv => crate::report::csv::render(&rows),
+                Format::Html => html::page(&rows.title, &html::table(&rows, "by-device")),
+                Format::Json => {
+                    return Err(Error::Invalid(
+                        "--by device writes table, markdown, csv or html, not json: the files themselves are the JSON".into(),
+                    ))
+                }
+            }
+        }
+        None => {
+            let mut files = files.into_iter();
+            let (_, mut merged) = files.next().expect("clap requires at least one file");
+            for (_, more) in files {
+                merged.records.extend(more.records);
+                merged.failures.extend(more.failures);
+                merged.complete &= more.complete;
+            }
+            // The answer is recomputed: merged files can pair records no single file held.
+            merged.verdicts = crate::answer::Verdicts::of(&merged.records);
+            let text = args.format.exporter().export(&merged);
+            if let Some(out) = &plot_out {
+                plot::write(out, &merged)?;
+            }
+            if let Some(out) = &roofline_out {
+                plot::write_roofline(out, &merged)?;
+            }
+            text
+        }
+    };
+    match &text_out {
+        Some(out) => out.write(text.as_bytes())?,
+        None => print!("{text}"),
     }
     Ok(0)
 }

@@ -104,3 +104,21 @@ impl super::Export for CsvFormat {
         out
     }
 }
+
+/// A formatted table as CSV: the header, then the body and summary rows (numbers as the
+/// table shows them, without thousands separators or units in the cells).
+pub fn render(r: &super::rows::Rows) -> String {
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .map(|c| field(c.clone()))
+            .collect::<Vec<_>>()
+            .join(",")
+            + "\n"
+    };
+    let mut out = line(&r.header);
+    for row in r.rows.iter().chain(&r.foot) {
+        out += &line(row);
+    }
+    out
+}

@@ -1,7 +1,9 @@
 //! Where results are written: one module per output format. Reports never measure.
 
+pub mod by_device;
 pub mod comparison;
 pub mod csv;
+pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod plot;
@@ -22,6 +24,8 @@ pub enum Format {
     Markdown,
     Csv,
     Json,
+    /// One self-contained page: environment, answer, tables, figures.
+    Html,
 }
 
 impl Format {
@@ -31,6 +35,7 @@ impl Format {
             Format::Markdown => &markdown::MarkdownFormat,
             Format::Csv => &csv::CsvFormat,
             Format::Json => &json::JsonFormat,
+            Format::Html => &html::HtmlFormat,
         }
     }
 }

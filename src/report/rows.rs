@@ -10,6 +10,8 @@ pub struct Rows {
     pub header: Vec<String>,
     pub right: Vec<bool>,
     pub rows: Vec<Vec<String>>,
+    /// Summary rows after the body (kept last when an HTML table is sorted).
+    pub foot: Vec<Vec<String>>,
     pub notes: Vec<String>,
 }
 
@@ -271,6 +273,7 @@ pub fn build(result: &RunResult) -> Rows {
         right: header.iter().map(|(_, r)| *r).collect(),
         header: header.into_iter().map(|(h, _)| h.to_string()).collect(),
         rows,
+        foot: Vec::new(),
         notes,
     }
 }

@@ -1,0 +1,174 @@
+//! `report`: the answer section in every text format, `--by device` (the paper's Table 1
+//! across devices) and `--output`.
+
+mod common;
+
+use common::*;
+
+const TABLE1: &str = "results/cpu-xeon-2c-1t-table1.json";
+const TORCH: &str = "results/cpu-xeon-2c-1t-table1-torch.json";
+
+/// The committed PyTorch run relabelled as measured on another device.
+fn other_device(dir: &std::path::Path) -> String {
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(TORCH))
+            .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["device"]["name"] = "Test ARM board".into();
+    let p = dir.join("arm-torch.json");
+    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// CSV cells of the row whose first cell is `first`, by header name.
+fn csv_cell(csv: &str, first: &str, column: &str) -> String {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == column)
+        .unwrap_or_else(|| panic!("no column {column:?} in {header:?}"));
+    let row = lines
+        .find(|l| l.starts_with(first))
+        .unwrap_or_else(|| panic!("no row {first:?}"));
+    row.split(',').nth(col).unwrap().to_string()
+}
+
+#[test]
+fn by_device_lays_out_the_papers_table_across_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let arm = other_device(dir.path());
+    let out = run(&["report", TABLE1, &arm, "--by", "device"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for column in [
+        "Intel Xeon native ms",
+        "Test ARM board torch GMAC/s",
+        "paper GPU fps",
+        "paper CPU ms",
+        "paper ARM GMAC/s",
+    ] {
+        assert!(text.contains(column), "{column} missing:\n{text}");
+    }
+    assert!(text.contains("from results/cpu-xeon-2c-1t-table1.json"));
+
+    let csv = run(&["report", TABLE1, &arm, "--by", "device", "--format", "csv"]);
+    let csv = stdout(&csv);
+    // The paper's own headline: PConv reaches 6.2x DWConv's FLOPS on its CPU, 10.5x on GPU.
+    assert_eq!(
+        csv_cell(&csv, "FLOPS PConv / DWConv", "paper CPU GMAC/s"),
+        "6.22x"
+    );
+    assert_eq!(
+        csv_cell(&csv, "FLOPS PConv / DWConv", "paper GPU GMAC/s"),
+        "10.45x"
+    );
+    // One row per operator and shape (24) plus 6 summary rows; each measured cell matches
+    // its file: DWConv 96x56x56 on the relabelled device is the torch file's median.
+    assert_eq!(csv.lines().count(), 1 + 24 + 6);
+    let torch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&arm).unwrap()).unwrap();
+    let dw = torch["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["op"] == "dwconv" && r["shape"] == "96x56x56")
+        .unwrap();
+    let cell: f64 = csv_cell(&csv, "DWConv 3x3,96x56x56", "Test ARM board torch ms")
+        .parse()
+        .unwrap();
+    assert!((cell - dw["stats"]["median_ms"].as_f64().unwrap()).abs() < 1e-3);
+
+    let hidden = stdout(&run(&["report", TABLE1, "--by", "device", "--no-paper"]));
+    assert!(!hidden.contains("paper CPU"), "{hidden}");
+}
+
+#[test]
+fn by_device_refuses_what_it_cannot_lay_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let ci = dir.path().join("ci.json");
+    let out = run(&quick_run_args(
+        ci.to_str().unwrap(),
+        &["--ops", "pconv,dwconv", "--impl", "native"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ci = ci.to_str().unwrap();
+    // No Table 1 shape: --paper has nothing to show.
+    assert_bad_input(
+        &run(&["report", ci, "--by", "device", "--paper"]),
+        "--paper without Table 1 shapes",
+        "no record has a row in the paper's Table 1",
+    );
+    // The same device, implementation and threads from two files: ambiguous columns.
+    assert_bad_input(
+        &run(&[
+            "report",
+            TABLE1,
+            "results/cpu-xeon-2c-1t-table1-native.json",
+            "--by",
+            "device",
+        ]),
+        "two files of one device",
+        "merge",
+    );
+    assert_bad_input(
+        &run(&["report", ci, "--by", "device", "--format", "json"]),
+        "json layout",
+        "not json",
+    );
+    // Without the paper's shapes the table still builds, without paper columns.
+    let plain = run(&["report", ci, "--by", "device"]);
+    assert_eq!(plain.status.code(), Some(0), "{}", stderr(&plain));
+    assert!(!stdout(&plain).contains("paper CPU"));
+}
+
+#[test]
+fn the_answer_is_in_every_text_format_and_output_writes_a_file() {
+    let md = stdout(&run(&["report", TABLE1, "--format", "markdown"]));
+    assert!(md.contains("### The answer per shape"), "{md}");
+    assert!(md.contains("- paper's claim, FLOPS(PConv) > FLOPS(DWConv), FLOPS(GConv): "));
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("report.html");
+    std::fs::write(&p, "earlier").unwrap();
+    let out = run(&[
+        "report",
+        TABLE1,
+        "--format",
+        "html",
+        "-o",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "the report went to the file");
+    let html = std::fs::read_to_string(&p).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("The answer per shape"));
+    let by = dir.path().join("by.html");
+    let out = run(&[
+        "report",
+        TABLE1,
+        TORCH,
+        "--by",
+        "device",
+        "--format",
+        "html",
+        "-o",
+        by.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(std::fs::read_to_string(&by)
+        .unwrap()
+        .contains("id=\"by-device\""));
+}
+
+#[test]
+fn run_writes_its_html_report_beside_the_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (j, h) = (dir.path().join("r.json"), dir.path().join("r.html"));
+    let mut args = quick_run_args(j.to_str().unwrap(), &[]);
+    args.extend(["--html", h.to_str().unwrap()]);
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let html = std::fs::read_to_string(&h).unwrap();
+    assert!(html.contains("The answer per shape") && html.contains("<svg"));
+    assert!(html.contains("id=\"results\""));
+}
