@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use plotters::coord::combinators::WithKeyPoints;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -102,16 +103,128 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-type LogLog<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogCoord<f64>, LogCoord<f64>>>;
+/// A log axis over [lo, hi] with ticks only at 1, 2 and 5 x 10^n (only at the decades when
+/// those would be more than 12), so no two ticks print the same label.
+type LogAxis = WithKeyPoints<LogCoord<f64>>;
 
-/// One coloured, labelled point per record, a legend entry per operator, and the legend box.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let (a, b) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let mut ticks: Vec<f64> = (a..=b)
+        .flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e)))
+        .filter(|t| (lo..=hi).contains(t))
+        .collect();
+    if ticks.len() > 12 {
+        ticks.retain(|t| (t.log10() - t.log10().round()).abs() < 1e-9);
+    }
+    while ticks.len() > 12 {
+        ticks = ticks.into_iter().step_by(2).collect();
+    }
+    ticks
+}
+
+fn log_axis(lo: f64, hi: f64) -> LogAxis {
+    (lo..hi).log_scale().with_key_points(log_ticks(lo, hi))
+}
+
+/// A tick label without trailing zeros: `0.5`, `2`, `100`.
+fn tick(v: &f64) -> String {
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
+const LABEL_FONT: (&str, u32) = ("sans-serif", 14);
+const POINT_FONT: u32 = 12;
+
+type LogLog<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<LogAxis, LogAxis>>;
+
+/// A point's hover text, placed where the chart drew the point.
+pub struct Tip {
+    pub at: (i32, i32),
+    pub text: String,
+}
+
+/// A record's hover text: everything that identifies it, and its numbers.
+fn tip_text(r: &Record) -> String {
+    format!(
+        "{} {} at {} ({}, batch {}, {} thread{}): {:.3} ms, {:.1} GMAC/s",
+        r.op,
+        r.variant,
+        r.shape,
+        r.implementation,
+        r.batch,
+        r.threads,
+        if r.threads == 1 { "" } else { "s" },
+        r.stats.median_ms,
+        r.rates.gmac_per_s
+    )
+}
+
+/// Adds each tip as an invisible circle with an SVG `<title>` over its point, so hovering
+/// any point in a browser names it, labelled or not.
+fn with_tips(mut svg: String, tips: &[Tip]) -> String {
+    let Some(end) = svg.rfind("</svg>") else {
+        return svg;
+    };
+    let mut g = String::from("<g class=\"tips\">\n");
+    for t in tips {
+        g += &format!(
+            "<circle cx=\"{}\" cy=\"{}\" r=\"7\" fill=\"#000\" fill-opacity=\"0\"><title>{}</title></circle>\n",
+            t.at.0,
+            t.at.1,
+            super::html::esc(&t.text)
+        );
+    }
+    g += "</g>\n";
+    svg.insert_str(end, &g);
+    svg
+}
+
+/// Axis-aligned pixel boxes of the labels placed so far.
+#[derive(Default)]
+struct Placed(Vec<(i32, i32, i32, i32)>);
+
+impl Placed {
+    /// Claims the box of a `chars`-long label at `at` unless it overlaps one already
+    /// placed.
+    fn claim(&mut self, at: (i32, i32), chars: usize) -> bool {
+        let w = (chars as f64 * POINT_FONT as f64 * 0.55).ceil() as i32;
+        let h = POINT_FONT as i32 + 2;
+        let b = (at.0, at.1, at.0 + w, at.1 + h);
+        let free = self
+            .0
+            .iter()
+            .all(|o| b.2 <= o.0 || o.2 <= b.0 || b.3 <= o.1 || o.3 <= b.1);
+        if free {
+            self.0.push(b);
+        }
+        free
+    }
+}
+
+/// One coloured point per record and a legend entry per operator; a text label beside a
+/// point only where it does not overlap another label (every point gets a hover tip).
 fn scatter_by_op<'a, 'b: 'a>(
     chart: &mut LogLog<'a, 'b>,
     recs: &[&Record],
     xy: impl Fn(&Record) -> (f64, f64),
     label: impl Fn(&Record) -> String,
     legend_at: SeriesLabelPosition,
+    tips: &mut Vec<Tip>,
 ) -> Draw {
+    // Every point is an obstacle for the labels.
+    let mut placed = Placed(
+        recs.iter()
+            .map(|r| {
+                let (x, y) = chart.backend_coord(&xy(r));
+                (x - 4, y - 4, x + 4, y + 4)
+            })
+            .collect(),
+    );
     for op in OpKind::ALL {
         let pts: Vec<&Record> = recs.iter().copied().filter(|r| r.op == *op).collect();
         if pts.is_empty() {
@@ -123,23 +236,36 @@ fn scatter_by_op<'a, 'b: 'a>(
             .map_err(err)?
             .label(op.as_str())
             .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
+        let mut texts = Vec::new();
+        for r in &pts {
+            let at = chart.backend_coord(&xy(r));
+            tips.push(Tip {
+                at,
+                text: tip_text(r),
+            });
+            let text = label(r);
+            if placed.claim((at.0 + 6, at.1 - 4), text.chars().count()) {
+                texts.push((text, xy(r)));
+            }
+        }
         chart
-            .draw_series(
-                pts.iter()
-                    .map(|r| Text::new(label(r), xy(r), ("sans-serif", 10).into_font().color(&c))),
-            )
+            .draw_series(texts.into_iter().map(|(t, p)| {
+                EmptyElement::at(p)
+                    + Text::new(t, (6, -4), ("sans-serif", POINT_FONT).into_font().color(&c))
+            }))
             .map_err(err)?;
     }
     chart
         .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
+        .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
+        .label_font(LABEL_FONT)
         .position(legend_at)
         .draw()
         .map_err(err)
 }
 
-fn latency_vs_macs(area: &Area, recs: &[&Record], many_shapes: bool) -> Draw {
+fn latency_vs_macs(area: &Area, recs: &[&Record], many_shapes: bool, tips: &mut Vec<Tip>) -> Draw {
     let (x0, x1) = log_range(recs.iter().map(|r| r.cost.macs as f64 / 1e6), 1.6);
     let (y0, y1) = log_range(recs.iter().map(|r| r.stats.median_ms), 1.6);
     let mut chart = ChartBuilder::on(area)
@@ -147,11 +273,15 @@ fn latency_vs_macs(area: &Area, recs: &[&Record], many_shapes: bool) -> Draw {
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .build_cartesian_2d(log_axis(x0, x1), log_axis(y0, y1))
         .map_err(err)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
+        .label_style(LABEL_FONT)
+        .axis_desc_style(LABEL_FONT)
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
         .x_desc("MMACs per run (the paper's FLOPs)")
         .y_desc("median latency (ms)")
         .draw()
@@ -169,6 +299,7 @@ fn latency_vs_macs(area: &Area, recs: &[&Record], many_shapes: bool) -> Draw {
         |r| (r.cost.macs as f64 / 1e6, r.stats.median_ms),
         label,
         SeriesLabelPosition::UpperLeft,
+        tips,
     )
 }
 
@@ -206,8 +337,11 @@ fn gmacs_vs_ratio(area: &Area, recs: &[&Record], map: FeatureMap, kernel: usize)
         .map_err(err)?;
     chart
         .configure_mesh()
+        .label_style(LABEL_FONT)
+        .axis_desc_style(LABEL_FONT)
         .x_desc("n_div (PConv), groups (GConv)")
         .y_desc("GMAC/s")
+        .y_label_formatter(&tick)
         .x_labels(xmax.ceil() as usize + 1)
         .x_label_formatter(&|v| format!("{}", 2f64.powf(*v).round()))
         .draw()
@@ -275,7 +409,7 @@ fn gmacs_vs_ratio(area: &Area, recs: &[&Record], map: FeatureMap, kernel: usize)
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
-        .label_font(("sans-serif", 11))
+        .label_font(("sans-serif", 12))
         .position(SeriesLabelPosition::LowerLeft)
         .draw()
         .map_err(err)
@@ -288,6 +422,9 @@ fn latency_vs_kernel(area: &Area, recs: &[&Record], map: FeatureMap) -> Draw {
         .filter(|r| r.shape == map && r.op != OpKind::PWConv)
         .collect();
     let kmax = here.iter().map(|r| r.kernel).max().unwrap_or(3) as f64;
+    let mut kernels: Vec<f64> = here.iter().map(|r| r.kernel as f64).collect();
+    kernels.sort_by(f64::total_cmp);
+    kernels.dedup();
     let (y0, y1) = log_range(here.iter().map(|r| r.stats.median_ms), 1.5);
     let mut chart = ChartBuilder::on(area)
         .caption(
@@ -297,11 +434,23 @@ fn latency_vs_kernel(area: &Area, recs: &[&Record], map: FeatureMap) -> Draw {
         .margin(8)
         .x_label_area_size(35)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0f64..kmax + 1.0, (y0..y1).log_scale())
+        .build_cartesian_2d(0.0f64..kmax + 1.0, log_axis(y0, y1))
         .map_err(err)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
+        .label_style(LABEL_FONT)
+        .axis_desc_style(LABEL_FONT)
+        .x_labels(kmax as usize + 2)
+        // Ticks at every integer, labels at the kernel sizes measured.
+        .x_label_formatter(&|v| {
+            if kernels.iter().any(|k| (k - v).abs() < 1e-9) {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&tick)
         .x_desc("kernel size k")
         .y_desc("median latency (ms)")
         .draw()
@@ -410,7 +559,8 @@ pub fn render_svg(result: &RunResult) -> Result<String> {
         .min()
         .unwrap_or(3);
     let cols = shapes.len() as u32;
-    let (width, height) = (480 * cols.max(2), 1300);
+    // At most 1400 px wide, so the figure is read at its own size on a laptop screen.
+    let (width, height) = ((480 * cols.max(2)).min(1400), 1300);
     let title = format!(
         "pconv-bench {}: {} ({}), {} {}, batch {}, {} thread{}, {} layers",
         result.config.name,
@@ -424,13 +574,14 @@ pub fn render_svg(result: &RunResult) -> Result<String> {
         first.layers
     );
     let mut svg = String::new();
+    let mut tips = Vec::new();
     {
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
-        let draw = || -> Draw {
+        let mut draw = || -> Draw {
             root.fill(&WHITE).map_err(err)?;
             let root = root.titled(&title, ("sans-serif", 20)).map_err(err)?;
             let (top, bottom) = root.split_vertically(480);
-            latency_vs_macs(&top, &recs, shapes.len() > 1)?;
+            latency_vs_macs(&top, &recs, shapes.len() > 1, &mut tips)?;
             let (mid, low) = bottom.split_vertically(400);
             let mids = mid.split_evenly((1, shapes.len()));
             let lows = low.split_evenly((1, shapes.len()));
@@ -442,7 +593,7 @@ pub fn render_svg(result: &RunResult) -> Result<String> {
         };
         draw().map_err(|e| Error::Invalid(format!("plotting failed: {e}")))?;
     }
-    Ok(svg)
+    Ok(with_tips(svg, &tips))
 }
 
 /// Writes the figures to `out`.
@@ -500,20 +651,25 @@ pub fn render_roofline_svg(result: &RunResult) -> Result<String> {
         bw
     );
     let mut svg = String::new();
+    let mut tips = Vec::new();
     {
         let root = SVGBackend::with_string(&mut svg, (1100, 750)).into_drawing_area();
-        let draw = || -> Draw {
+        let mut draw = || -> Draw {
             root.fill(&WHITE).map_err(err)?;
             let mut chart = ChartBuilder::on(&root)
                 .caption(&title, ("sans-serif", 17))
                 .margin(15)
                 .x_label_area_size(45)
                 .y_label_area_size(70)
-                .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+                .build_cartesian_2d(log_axis(x0, x1), log_axis(y0, y1))
                 .map_err(err)?;
             chart
                 .configure_mesh()
                 .light_line_style(TRANSPARENT)
+                .label_style(LABEL_FONT)
+                .axis_desc_style(LABEL_FONT)
+                .x_label_formatter(&tick)
+                .y_label_formatter(&tick)
                 .x_desc("arithmetic intensity (FLOP per byte, paper's memory model)")
                 .y_desc("achieved GFLOP/s")
                 .draw()
@@ -537,15 +693,66 @@ pub fn render_roofline_svg(result: &RunResult) -> Result<String> {
                 },
                 |r| format!("{} c{}", short(r), r.shape.c),
                 SeriesLabelPosition::LowerRight,
+                &mut tips,
             )?;
             root.present().map_err(err)
         };
         draw().map_err(|e| Error::Invalid(format!("plotting failed: {e}")))?;
     }
-    Ok(svg)
+    Ok(with_tips(svg, &tips))
 }
 
 /// Writes the roofline chart to `out`.
 pub fn write_roofline(out: &Output, result: &RunResult) -> Result<()> {
     out.write(render_roofline_svg(result)?.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_are_one_two_five_and_print_once_each() {
+        assert_eq!(
+            log_ticks(0.8, 120.0),
+            [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0]
+        );
+        // Nine decades: only the powers of ten, thinned to at most 12.
+        let wide = log_ticks(1e-3, 1e6);
+        assert!(wide.len() <= 12, "{wide:?}");
+        assert!(wide
+            .iter()
+            .all(|t| (t.log10() - t.log10().round()).abs() < 1e-9));
+        let labels: Vec<String> = log_ticks(0.3, 300.0).iter().map(tick).collect();
+        assert_eq!(
+            labels,
+            ["0.5", "1", "2", "5", "10", "20", "50", "100", "200"]
+        );
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert_eq!(unique, labels);
+    }
+
+    #[test]
+    fn every_point_has_a_tip_where_it_was_drawn_and_labels_do_not_overlap() {
+        let result: RunResult =
+            serde_json::from_str(include_str!("../../results/cpu-xeon-2c-1t-sweep.json")).unwrap();
+        let svg = render_svg(&result).unwrap();
+        let tips = &svg[svg.find("<g class=\"tips\">").expect("tips")..];
+        let n = tips.matches("<title>").count();
+        assert_eq!(n, selection(&result).len());
+        // Each tip sits on a circle plotters drew.
+        for t in tips.split("<circle").skip(1).take(20) {
+            let cx = t.split("cx=\"").nth(1).unwrap().split('"').next().unwrap();
+            let cy = t.split("cy=\"").nth(1).unwrap().split('"').next().unwrap();
+            assert!(
+                svg.contains(&format!("<circle cx=\"{cx}\" cy=\"{cy}\" r=\"4\"")),
+                "no point at {cx},{cy}"
+            );
+        }
+        let mut placed = Placed::default();
+        assert!(placed.claim((0, 0), 10));
+        assert!(!placed.claim((20, 5), 10), "overlapping box refused");
+        assert!(placed.claim((0, 40), 10));
+    }
 }
