@@ -1,5 +1,3 @@
-# Copied verbatim (below this line) from ../shared/cuda/setup.sh, so that CI on a clone anywhere
-# can build the CUDA path; keep it in step with that file.
 #!/usr/bin/env bash
 # Installs a CUDA 13.0 build toolchain (nvcc, headers, cudart, cuBLAS, cuRAND, NVRTC) from
 # NVIDIA's PyPI wheels into a user prefix, plus a link-time stub for libcuda.so.1, so that
@@ -8,7 +6,7 @@
 # CUDA 13.0 (driver >= 580) and whose GPU has compute capability CUDA_COMPUTE_CAP (default 90:
 # H100/H200). Run it from the project root (it reads cudarc's sources through cargo).
 #
-#   bash ../shared/cuda/setup.sh            # once per machine (about 650 MB of wheels)
+#   bash .ci/cuda-setup.sh                  # once per machine (about 650 MB of wheels)
 #   source "${PCONV_CUDA_PREFIX:-$HOME/.cache/pconv-cuda13}/env.sh"
 #   cargo build --release --features cuda   # first build ~15 min on 2 cores (candle-kernels)
 #

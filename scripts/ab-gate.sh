@@ -13,8 +13,11 @@
 #   --head-args "..."  extra `run` arguments for the head side (e.g. --inject-delay-us 2000)
 # Everything after `--` goes to `compare` (e.g. --threshold 5% --fail-on-inconclusive).
 #
-# Writes OUT/gate.md (the Markdown report) and exits with compare's code: 0 pass,
-# 1 regression / missing record, 2 bad input.
+# Both binaries run the same suite file (the head's checkout's, by default): a base build
+# that cannot read it fails with exit 2. Writes OUT/gate.md (the Markdown report) and exits
+# with compare's code: 0 pass, 1 regression / missing record, 2 bad input; a `run` that
+# fails ends the gate with its own code (3: an operator failed verification, 4: a run-time
+# error such as a failed write).
 set -euo pipefail
 
 die() { echo "ab-gate: $*" >&2; exit 2; }
@@ -48,13 +51,20 @@ base_extra=($base_args)
 # shellcheck disable=SC2206
 head_extra=($head_args)
 base_files=() head_files=()
-for ((i = 1; i <= rounds; i++)); do
+run_base() {
   echo "ab-gate: round $i/$rounds: base" >&2
   "$base" run --config "$config" --quiet "${base_extra[@]}" --json "$out/base-$i.json" >/dev/null
   base_files+=("$out/base-$i.json")
+}
+run_head() {
   echo "ab-gate: round $i/$rounds: head" >&2
   "$head" run --config "$config" --quiet "${head_extra[@]}" --json "$out/head-$i.json" >/dev/null
   head_files+=("$out/head-$i.json")
+}
+# ABBA order (base first in odd rounds, head first in even ones), so neither side always
+# runs on a machine the other has just warmed or heated.
+for ((i = 1; i <= rounds; i++)); do
+  if ((i % 2)); then run_base; run_head; else run_head; run_base; fi
 done
 # The head binary pools both sides, so both files have one schema.
 "$head" merge "${base_files[@]}" --json "$out/base.json"

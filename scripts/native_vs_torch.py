@@ -57,24 +57,37 @@ def main():
         sys.exit(f"error: --bin '{args.bin}' is not an executable (cargo build --release first)")
     tmp = tempfile.mkdtemp(prefix="native-vs-torch-")
     natives, torches = [], []
+    # The plan PyTorch follows (points and budgets): the first native round, which runs first.
+    plan = f"{tmp}/native-1.json"
     for i in range(1, args.rounds + 1):
         n_path, t_path = f"{tmp}/native-{i}.json", f"{tmp}/torch-{i}.json"
-        print(f"round {i}/{args.rounds}: pconv-bench (native)", file=sys.stderr)
-        subprocess.run([args.bin, "run", "--config", args.config, "--impl", "native", "--quiet",
-                        *args.run_args, "--json", n_path], check=True, stdout=subprocess.DEVNULL)
-        print(f"round {i}/{args.rounds}: PyTorch", file=sys.stderr)
-        subprocess.run([sys.executable, f"{HERE}/torch_reference.py", "--plan", n_path,
-                        "--json", t_path, "--quiet"], check=True)
+
+        def native():
+            print(f"round {i}/{args.rounds}: pconv-bench (native)", file=sys.stderr)
+            subprocess.run([args.bin, "run", "--config", args.config, "--impl", "native",
+                            "--quiet", *args.run_args, "--json", n_path], check=True,
+                           stdout=subprocess.DEVNULL)
+
+        def torch():
+            print(f"round {i}/{args.rounds}: PyTorch", file=sys.stderr)
+            subprocess.run([sys.executable, f"{HERE}/torch_reference.py", "--plan", plan,
+                            "--json", t_path, "--quiet"], check=True)
+
+        # ABBA order: neither side always runs right after the other.
+        for side in ((native, torch) if i % 2 else (torch, native)):
+            side()
         natives.append(n_path)
         torches.append(t_path)
     subprocess.run([args.bin, "merge", *natives, "--json", f"{args.out}-native.json"], check=True)
     subprocess.run([args.bin, "merge", *torches, "--json", f"{args.out}-torch.json"], check=True)
 
     rounds = [(medians(n), medians(t)) for n, t in zip(natives, torches)]
-    rows = []
-    for k in rounds[0][0]:
+    rows, missing = [], []
+    every = {k for n, t in rounds for k in (*n, *t)}
+    for k in [k for k in rounds[0][0]] + sorted(every - set(rounds[0][0]), key=str):
         ratios = [n[k] / t[k] for n, t in rounds if k in n and k in t]
         if len(ratios) < len(rounds):
+            missing.append(dict(zip(IDENTITY, k)))
             continue
         rows.append({
             **dict(zip(IDENTITY, k)),
@@ -96,6 +109,7 @@ def main():
         "torch_version": torch_version,
         "config": first["config"],
         "records": rows,
+        "missing": missing,
     }
     write_atomic(f"{args.out}-native-vs-torch.json", json.dumps(summary, indent=2) + "\n")
     lines = [
@@ -113,8 +127,13 @@ def main():
             f"{statistics.median(r['torch_median_ms']):.3f} | {r['ratio_median']:.2f} | "
             f"{min(r['ratio_per_round']):.2f}-{max(r['ratio_per_round']):.2f} |")
     text = "\n".join(lines) + "\n"
+    if missing:
+        text += "\nNot in every round of both sides (no ratio): " + "; ".join(
+            f"{m['op']} {m['variant']} {m['shape']}" for m in missing) + "\n"
     write_atomic(f"{args.out}-native-vs-torch.md", text)
     print(text)
+    if missing:
+        sys.exit(f"error: {len(missing)} record(s) were not measured in every round by both sides")
 
 
 if __name__ == "__main__":

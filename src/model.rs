@@ -24,7 +24,7 @@ pub struct Arch {
     pub embed_dim: usize,
     pub depths: [usize; 4],
     pub act: Act,
-    /// The paper's FLOPs (multiply-adds, fvcore), G, at 224x224 (REFERENCE.md).
+    /// The paper's FLOPs (multiply-adds, fvcore), G, at 224x224 (docs/paper.md).
     pub paper_gflops: f64,
 }
 

@@ -62,6 +62,24 @@ fn a_run_against_itself_is_unchanged() {
     let out = compare(&[b, b]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
+    // Identical samples: no change estimated. A record with few, scattered samples (a short
+    // real run) may get an interval too wide to call unchanged, never a verdict either way.
+    assert!(text.contains("0 regressed, 0 improved, "), "{text}");
+    let json = compare(&[b, b, "--format", "json"]);
+    let v: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let changes = v["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 8);
+    for ch in changes {
+        assert_eq!(ch["ratio"]["ratio"], 1.0, "{ch}");
+        assert!(
+            ch["verdict"] == "unchanged" || ch["verdict"] == "inconclusive",
+            "{ch}"
+        );
+    }
+    // With a steady spread, every record is called unchanged.
+    let steady = steady(&base);
+    let s = steady.to_str().unwrap();
+    let text = stdout(&compare(&[s, s]));
     assert!(
         text.contains("0 regressed, 0 improved, 8 unchanged"),
         "{text}"
@@ -81,6 +99,12 @@ fn a_20_percent_slowdown_regresses_and_a_speedup_improves() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    // The same counts and outcome as the table and Markdown formats.
+    let n = v["changes"].as_array().unwrap().len();
+    assert_eq!(v["counts"]["regressed"], n);
+    assert_eq!(v["counts"]["unchanged"], 0);
+    assert_eq!(v["passed"], false);
+    assert_eq!(v["failures"][0], format!("{n} regressed"));
     for ch in v["changes"].as_array().unwrap() {
         assert_eq!(ch["verdict"], "regressed", "{ch}");
         assert!((ch["ratio"]["ratio"].as_f64().unwrap() - 1.2).abs() < 1e-9);

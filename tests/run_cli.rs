@@ -256,9 +256,10 @@ fn table1_mmacs_column_equals_the_papers_flops() {
     }
 }
 
-/// README documents every field the JSON has, and nothing it does not have.
+/// docs/json.md documents every field the JSON has (each key by name, in the section of
+/// its group), and its tables list nothing the JSON lacks.
 #[test]
-fn readme_documents_every_json_field() {
+fn the_json_docs_document_every_field() {
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("ci.json");
     let prof = quick_profile(dir.path(), "1");
@@ -274,34 +275,67 @@ fn readme_documents_every_json_field() {
         ],
     ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = read_json(&j);
     let mut fields = Vec::new();
-    flatten("", &read_json(&j), &mut fields);
-    let readme = std::fs::read_to_string("README.md").unwrap();
-    let section = readme
-        .split("## JSON results")
-        .nth(1)
-        .and_then(|s| s.split("\n## ").next())
-        .expect("README has a '## JSON results' section");
+    flatten("", &v, &mut fields);
+    let docs = std::fs::read_to_string("docs/json.md").unwrap();
+    let section = |name: &str| -> &str {
+        docs.split(&format!("\n## {name}\n"))
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .unwrap_or_else(|| panic!("docs/json.md has no '## {name}' section"))
+    };
+    // Where each group of keys is documented: the longest matching prefix wins.
+    let groups = [
+        ("", "The file"),
+        ("tool.", "tool"),
+        ("profile.tool.", "tool"),
+        ("device.", "device"),
+        ("profile.device.", "device"),
+        ("config.", "config"),
+        ("records[].", "records"),
+        ("records[].stats.", "statistics"),
+        ("profile.", "profile"),
+        ("profile.ceilings[].", "profile"),
+        ("verdicts.", "verdicts"),
+    ];
     for f in &fields {
-        assert!(
-            section.contains(&format!("`{f}`")),
-            "README does not document `{f}`"
-        );
+        let (prefix, name) = groups
+            .iter()
+            .filter(|(p, _)| f.starts_with(p))
+            .max_by_key(|(p, _)| p.len())
+            .unwrap();
+        let rest = &f[prefix.len()..];
+        // Nested objects inside a group (cost.macs, verdicts.answers[].versus[].other.op) are
+        // documented by their keys within the group's section.
+        for key in rest.split('.').map(|k| k.trim_end_matches("[]")) {
+            let quoted = format!("`{key}`");
+            // A ceiling's statistics are the statistics object.
+            let documented = section(name).contains(&quoted)
+                || (*name == "profile" && section("statistics").contains(&quoted));
+            assert!(
+                documented,
+                "docs/json.md, section '{name}', does not document {quoted} (of `{f}`)"
+            );
+        }
     }
-    let documented: Vec<&str> = section
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .collect();
-    // `failures[]` rows only appear when an operator fails verification, `device.gpu` only
-    // on CUDA.
-    for d in documented
-        .into_iter()
-        .filter(|d| !d.starts_with("failures[]") && !d.starts_with("device.gpu"))
-    {
+    // Every field a records-table row names exists in the records of this run.
+    let record = &v["records"][0];
+    let all_records = v["records"].as_array().unwrap();
+    for line in section("records").lines().filter(|l| l.starts_with("| `")) {
+        let first = line.split('|').nth(1).unwrap();
+        for name in first.split('`').skip(1).step_by(2) {
+            assert!(
+                all_records.iter().any(|r| r.get(name).is_some()),
+                "docs/json.md documents records[].{name}, which no record has: {record}"
+            );
+        }
+    }
+    for line in section("The file").lines().filter(|l| l.starts_with("| `")) {
+        let name = line.split('`').nth(1).unwrap();
         assert!(
-            fields.iter().any(|f| f == d),
-            "README documents `{d}`, which the JSON lacks"
+            v.get(name).is_some() || name == "failures",
+            "docs/json.md documents `{name}`, which the file lacks"
         );
     }
 }

@@ -7,7 +7,7 @@ use candle_nn::Module;
 use super::{LayerCost, OpSpec};
 
 /// Cost of a k x k convolution with `groups` groups, c in and c out, on an h x w map.
-/// FLOPs (MACs) = h·w·k²·c²/g; memory = h·w·2c + k²·c²/g (REFERENCE.md).
+/// FLOPs (MACs) = h·w·k²·c²/g; memory = h·w·2c + k²·c²/g (docs/paper.md).
 pub fn grouped_conv_cost(c: usize, h: usize, w: usize, k: usize, groups: usize) -> LayerCost {
     let (c, hw, k2, g) = (c as u64, (h * w) as u64, (k * k) as u64, groups as u64);
     let weight_elements = k2 * c * c / g;

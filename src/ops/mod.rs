@@ -49,7 +49,7 @@ pub struct OpSpec {
     pub map: FeatureMap,
 }
 
-/// Analytic cost of one layer on one image, in the paper's conventions (REFERENCE.md).
+/// Analytic cost of one layer on one image, in the paper's conventions (docs/paper.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LayerCost {
     /// Multiply-adds: the paper's (and fvcore's) "FLOPs".
@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn cost_model_reproduces_table1_flops_exactly() {
-        // REFERENCE.md: Conv 2601.12 M; GConv(16) and PConv(1/4) 162.57 M at every size;
+        // docs/paper.md: Conv 2601.12 M; GConv(16) and PConv(1/4) 162.57 M at every size;
         // DWConv 27.095 / 13.548 / 6.774 / 3.387 M.
         for (c, hw) in TABLE1_MAPS {
             assert_eq!(table1_macs(OpKind::Conv, c, hw), 2_601_123_840);

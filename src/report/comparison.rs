@@ -124,5 +124,19 @@ pub fn markdown(c: &Comparison) -> String {
 }
 
 pub fn json(c: &Comparison) -> String {
-    serde_json::to_string_pretty(c).expect("comparison serialises") + "\n"
+    use crate::compare::Verdict;
+    let mut v = serde_json::to_value(c).expect("comparison serialises");
+    let counts: serde_json::Map<String, serde_json::Value> = [
+        Verdict::Regressed,
+        Verdict::Improved,
+        Verdict::Unchanged,
+        Verdict::Inconclusive,
+    ]
+    .into_iter()
+    .map(|k| (k.as_str().to_string(), c.count(k).into()))
+    .collect();
+    v["counts"] = counts.into();
+    v["passed"] = c.passed().into();
+    v["failures"] = c.failures().into();
+    serde_json::to_string_pretty(&v).expect("comparison serialises") + "\n"
 }

@@ -247,7 +247,7 @@ mod tests {
 
     /// NVRTC needs no GPU: the kernels' CUDA C must compile to PTX with every entry point.
     /// (A CUDA test binary still needs a libcuda.so.1 to start; the link stub of
-    /// ../shared/cuda/setup.sh on LD_LIBRARY_PATH is enough.)
+    /// .ci/cuda-setup.sh on LD_LIBRARY_PATH is enough.)
     #[test]
     fn kernels_compile_with_nvrtc() {
         let ptx = ptx().unwrap();
