@@ -172,3 +172,83 @@ fn run_writes_its_html_report_beside_the_json() {
     assert!(html.contains("The answer per shape") && html.contains("<svg"));
     assert!(html.contains("id=\"results\""));
 }
+
+/// Bencher Metric Format: one benchmark per record, named by its identity; latency in ns and
+/// throughput in MAC/s, each value inside its bounds and equal to the record's median.
+#[test]
+fn bmf_has_one_benchmark_per_record_with_bounded_latency_and_throughput() {
+    let out = run(&["report", TABLE1, "--format", "bmf"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let bmf: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let table1 = read_json(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(TABLE1)
+            .as_path(),
+    );
+    let records = table1["records"].as_array().unwrap();
+    let benches = bmf.as_object().unwrap();
+    assert_eq!(benches.len(), records.len());
+    for (name, measures) in benches {
+        // The schema: every measure an object with a numeric value and optional bounds.
+        for (_, m) in measures.as_object().unwrap() {
+            let (v, lo, hi) = (
+                m["value"].as_f64().unwrap(),
+                m["lower_value"].as_f64().unwrap(),
+                m["upper_value"].as_f64().unwrap(),
+            );
+            assert!(lo <= v && v <= hi, "{name}: {m}");
+        }
+        let r = records
+            .iter()
+            .find(|r| {
+                name.starts_with(&format!(
+                    "{} {} {} {}",
+                    r["op"].as_str().unwrap(),
+                    r["variant"].as_str().unwrap(),
+                    r["shape"].as_str().unwrap(),
+                    r["implementation"].as_str().unwrap()
+                ))
+            })
+            .unwrap_or_else(|| panic!("no record for {name}"));
+        let median_ms = r["stats"]["median_ms"].as_f64().unwrap();
+        let ns = measures["latency"]["value"].as_f64().unwrap();
+        assert!((ns - median_ms * 1e6).abs() < 1e-6 * ns, "{name}");
+        let macs = r["cost"]["macs"].as_f64().unwrap();
+        let per_s = measures["throughput"]["value"].as_f64().unwrap();
+        assert!(
+            (per_s - macs / (median_ms / 1e3)).abs() < 1e-9 * per_s,
+            "{name}"
+        );
+        assert!(
+            (per_s / 1e9 - r["rates"]["gmac_per_s"].as_f64().unwrap()).abs() < 1e-6 * per_s / 1e9
+        );
+    }
+}
+
+/// github-action-benchmark's customSmallerIsBetter: an array of {name, unit, value, range,
+/// extra}, the value the record's median in ms.
+#[test]
+fn github_action_benchmark_output_is_custom_smaller_is_better() {
+    let out = run(&["report", TABLE1, "--format", "github-action-benchmark"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let benches = v.as_array().unwrap();
+    assert_eq!(benches.len(), 48);
+    let mut names: Vec<&str> = benches
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 48, "names are unique");
+    for b in benches {
+        let keys: Vec<&String> = b.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["extra", "name", "range", "unit", "value"], "{b}");
+        assert_eq!(b["unit"], "ms");
+        assert!(b["value"].as_f64().unwrap() > 0.0);
+        let range = b["range"].as_str().unwrap();
+        let half: f64 = range.strip_prefix("± ").unwrap().parse().unwrap();
+        assert!(half >= 0.0 && half < b["value"].as_f64().unwrap(), "{b}");
+        assert!(b["extra"].as_str().unwrap().contains("GMAC/s"));
+    }
+}

@@ -52,10 +52,15 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
                 Format::Markdown => markdown::render(&rows),
                 Format::Csv => crate::report::csv::render(&rows),
                 Format::Html => html::page(&rows.title, &html::table(&rows, "by-device")),
-                Format::Json => {
-                    return Err(Error::Invalid(
-                        "--by device writes table, markdown, csv or html, not json: the files themselves are the JSON".into(),
-                    ))
+                Format::Json | Format::Bmf | Format::GithubActionBenchmark => {
+                    return Err(Error::Invalid(format!(
+                        "--by device writes table, markdown, csv or html, not {}: give the files without --by",
+                        match args.format {
+                            Format::Json => "json",
+                            Format::Bmf => "bmf",
+                            _ => "github-action-benchmark",
+                        }
+                    )))
                 }
             }
         }

@@ -224,6 +224,36 @@ pub fn bootstrap_median_ratio(
     }
 }
 
+/// Percentile-bootstrap confidence interval (lo, hi) of the median of `samples`, given as
+/// groups (one per repetition; whole repetitions are drawn first, as in
+/// [`bootstrap_median_ratio`]). Deterministic for a given `seed`.
+pub fn bootstrap_median_ci(
+    samples: &[&[f64]],
+    confidence: f64,
+    resamples: usize,
+    seed: u64,
+) -> (f64, f64) {
+    use rand::SeedableRng;
+    assert!(
+        !samples.is_empty() && samples.iter().all(|g| !g.is_empty()),
+        "bootstrap needs samples"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut buf = Vec::new();
+    let mut medians: Vec<f64> = (0..resamples)
+        .map(|_| {
+            resample(samples, &mut rng, &mut buf);
+            median_in_place(&mut buf)
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    let tail = (1.0 - confidence) / 2.0;
+    (
+        quantile_sorted(&medians, tail),
+        quantile_sorted(&medians, 1.0 - tail),
+    )
+}
+
 #[cfg(test)]
 mod bootstrap_tests {
     use super::*;
@@ -320,5 +350,22 @@ mod bootstrap_tests {
             assert!(ci.lo > 1.05, "seed {seed}: {ci:?}");
             assert!((ci.ratio - 1.2).abs() < 0.1, "{ci:?}");
         }
+    }
+
+    #[test]
+    fn the_median_interval_holds_the_median_and_narrows_with_more_samples() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let few = latencies(&mut rng, 20, 10.0, 0.05);
+        let many = latencies(&mut rng, 2000, 10.0, 0.05);
+        let (lo, hi) = bootstrap_median_ci(&[&few], 0.95, 2000, 1);
+        let m = median(&few);
+        assert!(lo <= m && m <= hi, "{lo} {m} {hi}");
+        let (lo2, hi2) = bootstrap_median_ci(&[&many], 0.95, 2000, 1);
+        assert!(hi2 - lo2 < (hi - lo) / 2.0, "{lo2}..{hi2} vs {lo}..{hi}");
+        // Deterministic for a seed.
+        assert_eq!(
+            bootstrap_median_ci(&[&few], 0.95, 500, 3),
+            bootstrap_median_ci(&[&few], 0.95, 500, 3)
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod markdown;
 pub mod plot;
 pub mod rows;
 pub mod table;
+pub mod tracking;
 
 use crate::record::RunResult;
 
@@ -26,6 +27,10 @@ pub enum Format {
     Json,
     /// One self-contained page: environment, answer, tables, figures.
     Html,
+    /// Bencher Metric Format: latency (ns) and throughput (MAC/s) with 95 % intervals.
+    Bmf,
+    /// github-action-benchmark's customSmallerIsBetter: median ms per record.
+    GithubActionBenchmark,
 }
 
 impl Format {
@@ -36,6 +41,8 @@ impl Format {
             Format::Csv => &csv::CsvFormat,
             Format::Json => &json::JsonFormat,
             Format::Html => &html::HtmlFormat,
+            Format::Bmf => &tracking::BmfFormat,
+            Format::GithubActionBenchmark => &tracking::GithubActionBenchmarkFormat,
         }
     }
 }
