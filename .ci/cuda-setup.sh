@@ -8,7 +8,7 @@
 #
 #   bash .ci/cuda-setup.sh                  # once per machine (about 650 MB of wheels)
 #   source "${PCONV_CUDA_PREFIX:-$HOME/.cache/pconv-cuda13}/env.sh"
-#   cargo build --release --features cuda   # first build ~15 min on 2 cores (candle-kernels)
+#   cargo build --release --features cuda   # first build 10-20 min on 2 cores (candle-kernels)
 #
 # Keep nvcc at 13.0.x: nvcc 13.1+ emits PTX ISA 9.1, which a CUDA 13.0 driver cannot load.
 set -euo pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The regression gate: base and head measured on the same machine in the same job,
-# interleaved (base, head, base, head, ...), each side's rounds pooled with `pconv-bench
+# interleaved in ABBA order (base, head, head, base, ...), each side's rounds pooled with `pconv-bench
 # merge`, then `pconv-bench compare`. Absolute times from another machine never enter.
 #
 #   scripts/ab-gate.sh --base BASE_BIN --head HEAD_BIN [options] [-- compare options]

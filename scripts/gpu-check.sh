@@ -41,7 +41,7 @@ log "native against PyTorch, interleaved rounds (cudnn.benchmark on, TF32 off, o
 "$PY" scripts/native_vs_torch.py --bin "$BIN" --config configs/table1-cuda.toml --rounds 3 \
   --out "$OUT/cuda-$gpu-table1" 2>&1 | tee "$OUT/torch.txt" || status=1
 
-log "side by side: the interleaved native, candle and PyTorch files, one column group each"
+log "side by side: the interleaved native and PyTorch files, one column group each"
 "$BIN" report "$OUT/cuda-$gpu-table1-native.json" "$OUT/cuda-$gpu-table1-torch.json" --by device \
   --format markdown --output "$OUT/cuda-$gpu-table1-by-device.md" 2>&1 || status=1
 

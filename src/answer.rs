@@ -11,8 +11,12 @@
 //!
 //! Each latency ratio gets the percentile-bootstrap interval `compare` uses (whole
 //! repetitions resampled first). A ratio whose interval holds 1 is "no difference
-//! measured", never a winner. The FLOPS ratio of two records is their MAC ratio times the
-//! inverse latency ratio, so its interval is the latency interval scaled.
+//! measured", never a winner. The FLOPS ratio GMAC/s(PConv) / GMAC/s(other) equals
+//! MACs(PConv) / MACs(other) × latency(other) / latency(PConv), the MAC ratio times the latency
+//! ratio, so its interval is the latency interval scaled.
+//!
+//! Answers are computed within one results file: records of different runs were not measured
+//! side by side (`report` on several files answers each file on its own).
 
 use serde::{Deserialize, Serialize};
 
@@ -212,11 +216,12 @@ impl Answer {
         })
     }
 
-    /// The claim line, or None when no rival of the claim ran.
+    /// The claim line, over the claim's rivals that ran, or None when none did.
     pub fn claim_text(&self) -> Option<String> {
         let me = paper_name(self.pconv.op);
         let rivals: Vec<&str> = claim_rivals(self.pconv.op)
             .iter()
+            .filter(|&&k| self.versus.iter().any(|v| v.other.op == k))
             .map(|&k| paper_name(k))
             .collect();
         let state = match self.claim {
@@ -293,7 +298,8 @@ fn rivals(k: OpKind) -> &'static [OpKind] {
     }
 }
 
-/// Everything but the operator: records with equal keys ran the same work setting.
+/// Everything but the operator: records with equal keys ran the same work setting (a C2f
+/// and a C2f_Faster only with the same number of bottlenecks).
 fn setting(r: &Record) -> impl PartialEq + '_ {
     (
         r.shape,
@@ -304,6 +310,7 @@ fn setting(r: &Record) -> impl PartialEq + '_ {
         r.batch,
         r.threads,
         r.layers,
+        r.bottlenecks,
     )
 }
 
@@ -355,15 +362,18 @@ pub fn answers(records: &[Record]) -> Vec<Answer> {
         let mut forwards: Vec<&Record> = usable.iter().filter(|r| same_pconv(r)).copied().collect();
         forwards.sort_by(|a, b| a.stats.median_ms.total_cmp(&b.stats.median_ms));
         let chosen = forwards[0];
-        let other_forward = forwards.get(1).map(|o| {
-            seed += 1;
-            let slower_by = ratio(chosen, o, seed);
-            OtherForward {
-                side: Side::of(o),
-                slower_by,
-                finding: slower_by.finding(),
-            }
-        });
+        let other_forward = forwards
+            .iter()
+            .find(|o| o.forward != chosen.forward)
+            .map(|o| {
+                seed += 1;
+                let slower_by = ratio(chosen, o, seed);
+                OtherForward {
+                    side: Side::of(o),
+                    slower_by,
+                    finding: slower_by.finding(),
+                }
+            });
         let mut versus = Vec::new();
         for &kind in rivals(p.op) {
             for o in usable

@@ -344,6 +344,41 @@ mod tests {
         );
     }
 
+    /// Every native point of the shipped suites runs native kernels (a candle fallback would
+    /// time candle under the native label), and every candle point runs candle.
+    #[test]
+    fn shipped_suites_run_the_implementation_they_name() {
+        let suites = [
+            include_str!("../configs/table1.toml"),
+            include_str!("../configs/sweep.toml"),
+            include_str!("../configs/ci.toml"),
+            include_str!("../configs/blocks.toml"),
+        ];
+        let mut checked = 0;
+        for (i, src) in suites.iter().enumerate() {
+            let suite = crate::config::parse(&format!("suite {i}"), src)
+                .unwrap()
+                .suite;
+            for p in crate::plan::expand(&suite) {
+                let weights = ops::random_weights(&p.spec, 1, 3);
+                let stack =
+                    ops::build(&p.spec, p.implementation, &weights, &Device::Cpu, p.dtype).unwrap();
+                let FeatureMap { c, h, w } = p.spec.map;
+                let x =
+                    ops::tensor_from(vec![0.5; c * h * w], &[1, c, h, w], &Device::Cpu, p.dtype)
+                        .unwrap();
+                let path = kernel_path::traced(|| stack.forward(&x).map(drop)).1;
+                assert_eq!(
+                    p.implementation == Implementation::Candle,
+                    path == kernel_path::CANDLE,
+                    "{p:?}: {path}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 200, "{checked} points");
+    }
+
     /// Verification runs on the pool and at the batch the point is timed at, so a
     /// multi-threaded point whose schedule depends on both passes `same_path`.
     #[test]

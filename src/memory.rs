@@ -3,9 +3,9 @@
 //!
 //! The estimate counts what a point holds at once, in checked arithmetic (a size that would
 //! overflow 64 bits is "more than any machine has"):
-//! - verification (one layer at the timed batch): its tensors, host copies of its input and
-//!   output, the f64 reference's input, output and intermediates on at most two images, the
-//!   layer's weights;
+//! - verification (one layer at the timed batch): its tensors, f32 host copies of its input
+//!   (before and after), its output and PConv's other forward's output, the f64 reference's
+//!   input, output and intermediates on at most three images, the layer's weights;
 //! - timing (the point's batch): the input, the previous and the next activation, the widest
 //!   intermediates of one layer (a block's hidden width, C2f's concat buffer), the weights of
 //!   every layer, and the im2col workspaces (per-thread bands for the native CPU kernels; on
@@ -80,8 +80,9 @@ pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(
     let live = 3 + extra_activations(p);
     let weights_per_layer = s.cost().weight_elements.checked_mul(elem)?;
     // Verification: one layer at the timed batch (its tensors, plus f32 host copies of the
-    // input and output), and the f64 reference on at most two images.
-    let reference_images = batch.min(2);
+    // input before and after, the output and, for PConv, the other forward's output), and the
+    // f64 reference on at most three images.
+    let reference_images = batch.min(3);
     let verify_device = image
         .checked_mul(batch)?
         .checked_mul(live)?
@@ -90,7 +91,7 @@ pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(
         .checked_add(im2col_bytes(p, batch, 1, on_gpu)?)?;
     let verify_host = image
         .checked_mul(batch)?
-        .checked_mul(2 * 4)?
+        .checked_mul(4 * 4)?
         .checked_add(image.checked_mul(reference_images)?.checked_mul(live * 8)?)?
         .checked_add(weights_per_layer.checked_mul(2)?)?;
     // Timing at the point's batch.
@@ -220,13 +221,13 @@ mod tests {
     #[test]
     fn the_estimate_covers_the_buffers_a_point_allocates() {
         // Conv 3x3 at 96x56x56, batch 1, native: verification dominates: 3 live f32
-        // activations, the f32 host copies of input and output, and the f64 reference's 3
-        // activations of the one image, plus weights and bands.
+        // activations, 4 f32 host copies, and the f64 reference's 3 activations of the one
+        // image, plus weights and bands.
         let p = point(OpKind::Conv, "96x56x56", 1, Implementation::Native);
         let (host, device) = host_and_device_bytes(&p, 10, false).unwrap();
         assert_eq!(device, 0);
         let image = 96 * 56 * 56;
-        assert!(host >= image * (3 * 4 + 2 * 4 + 3 * 8), "{host}");
+        assert!(host >= image * (3 * 4 + 4 * 4 + 3 * 8), "{host}");
         assert!(host < 64 << 20, "{host}");
         // candle at batch 32 holds the whole im2col matrix: 32 x 3136 x 864 floats.
         let c = point(OpKind::Conv, "96x56x56", 32, Implementation::Candle);

@@ -215,6 +215,31 @@ impl Output {
         &self.given
     }
 
+    /// The file this output replaces, made absolute through its folder, if it is a file.
+    fn file(&self) -> Option<PathBuf> {
+        let Sink::Replace(target) = &self.sink else {
+            return None;
+        };
+        let dir = fs::canonicalize(parent_dir(target)).ok()?;
+        Some(dir.join(target.file_name()?))
+    }
+
+    /// True when both outputs would write the same file (or both standard output).
+    pub fn collides_with(&self, other: &Output) -> bool {
+        match (self.file(), other.file()) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.is_stdout() && other.is_stdout(),
+        }
+    }
+
+    /// True when this output would replace the file at `path` (an input, say).
+    pub fn replaces(&self, path: &Path) -> bool {
+        match (self.file(), fs::canonicalize(path)) {
+            (Some(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+
     /// Writes `bytes`; any failure is an I/O error naming the path (exit 4), and an earlier
     /// regular file is left whole.
     pub fn write(&self, bytes: &[u8]) -> Result<()> {
@@ -248,16 +273,28 @@ impl Output {
 /// target's permission bits (and, where this process may set them, owner and group) carry
 /// over to the new file.
 fn replace(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
     let tmp = temp_path(target);
+    let old = fs::metadata(target).ok();
+    let _ = fs::remove_file(&tmp); // a leftover of a killed process with this pid
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        if let Ok(old) = fs::metadata(target) {
+        // Created with the old file's permission bits, so contents never sit in a file more
+        // readable than the one they replace.
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(
+                old.as_ref()
+                    .map_or(0o666, |m| m.permissions().mode() & 0o7777),
+            )
+            .open(&tmp)?;
+        if let Some(old) = &old {
+            // The umask may have narrowed the bits: set them exactly.
             f.set_permissions(old.permissions())?;
             // Only root may give a file away; anyone else keeps their own ownership.
             let _ = std::os::unix::fs::fchown(&f, Some(old.uid()), Some(old.gid()));
         }
+        f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, target)
     })();

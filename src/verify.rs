@@ -11,15 +11,13 @@ use crate::ops::{
     PConvForward,
 };
 
-/// The images of an `n`-image batch that the f64 reference recomputes: the first and the
-/// last (each image's output depends on that image alone, and the last one is where batch
-/// strides and the schedule's final band show).
+/// The images of an `n`-image batch that the f64 reference recomputes: the first, the
+/// middle and the last (each image's output depends on that image alone; the middle and last
+/// are where batch strides and the schedule's later bands show).
 pub fn reference_images(n: usize) -> Vec<usize> {
-    if n > 1 {
-        vec![0, n - 1]
-    } else {
-        vec![0]
-    }
+    let mut which = vec![0, n / 2, n - 1];
+    which.dedup();
+    which
 }
 
 /// The images `which` of a batch of `image`-sized images, concatenated.
@@ -149,11 +147,22 @@ fn max_or_nan(values: impl Iterator<Item = f64>) -> f64 {
 /// max |a - b| and max |a - b| / max |b|. Any non-finite output or difference, or outputs
 /// of different sizes, make both NaN or infinite, so no bound accepts them.
 pub fn compare(actual: &[f64], reference: &[f64]) -> (f64, f64) {
+    compare_by(actual, reference, |v| *v)
+}
+
+/// [`compare`] over values of any float type, widened to f64 one at a time (no f64 copy of
+/// a whole batch).
+fn compare_by<T>(actual: &[T], reference: &[T], wide: impl Fn(&T) -> f64) -> (f64, f64) {
     if actual.len() != reference.len() {
         return (f64::NAN, f64::NAN);
     }
-    let max_abs = max_or_nan(actual.iter().zip(reference).map(|(a, r)| (a - r).abs()));
-    let scale = max_or_nan(reference.iter().map(|r| r.abs()));
+    let max_abs = max_or_nan(
+        actual
+            .iter()
+            .zip(reference)
+            .map(|(a, r)| (wide(a) - wide(r)).abs()),
+    );
+    let scale = max_or_nan(reference.iter().map(|r| wide(r).abs()));
     let rel = if scale > 0.0 {
         max_abs / scale
     } else {
@@ -197,8 +206,9 @@ fn rounded(w: &LayerWeights, dtype: Dtype) -> Vec<f64> {
 
 /// Runs one layer of `spec` in `implementation` on a random input of the timed shape (batch
 /// and c x h x w, on the caller's thread pool, so the dispatcher picks the kernels and
-/// schedule it picks when timed) and checks it against the naive reference on the first and
-/// last image (and, for PConv, the pass-through and aliasing promises on every image).
+/// schedule it picks when timed) and checks it against the naive reference on the first,
+/// middle and last image (and, for PConv, the pass-through and aliasing promises on every
+/// image).
 pub fn verify(
     spec: &OpSpec,
     implementation: Implementation,
@@ -325,7 +335,7 @@ pub fn verify(
         let y_other = ops::build(&other_spec, implementation, &weights, device, dtype)?
             .forward(&x)
             .context(|| format!("running {label} with forward {other}"))?;
-        let (_, rel) = compare(&widen(&to_f32_vec(&y_other)?), &widen(&y_host));
+        let (_, rel) = compare_by(&to_f32_vec(&y_other)?, &y_host, |v| f64::from(*v));
         if !within(rel, tol) {
             return Err(Error::Verification(format!(
                 "{label}: forwards slicing and split_cat disagree (rel diff {rel:.3e})"

@@ -116,6 +116,13 @@ fn by_device_refuses_what_it_cannot_lay_out() {
         "json layout",
         "not json",
     );
+    // The claim names only the rivals that ran (here DWConv, not GConv).
+    let md = stdout(&run(&["report", ci, "--format", "markdown"]));
+    assert!(
+        md.contains("paper's claim, FLOPS(PConv) > FLOPS(DWConv): "),
+        "{md}"
+    );
+    assert!(!md.contains("FLOPS(GConv)"), "{md}");
     // Without the paper's shapes the table still builds, without paper columns.
     let plain = run(&["report", ci, "--by", "device"]);
     assert_eq!(plain.status.code(), Some(0), "{}", stderr(&plain));
@@ -251,4 +258,60 @@ fn github_action_benchmark_output_is_custom_smaller_is_better() {
         assert!(half >= 0.0 && half < b["value"].as_f64().unwrap(), "{b}");
         assert!(b["extra"].as_str().unwrap().contains("GMAC/s"));
     }
+}
+
+/// Each file answers on its own: the same run given twice gives each answer twice, never a
+/// PConv forward paired with itself from the other file.
+#[test]
+fn each_file_answers_on_its_own() {
+    let json = |files: &[&str]| {
+        let mut args = vec!["report"];
+        args.extend_from_slice(files);
+        args.extend(["--format", "json"]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    let one = json(&[TABLE1]);
+    let two = json(&[TABLE1, TABLE1]);
+    let answers = |v: &serde_json::Value| v["verdicts"]["answers"].as_array().unwrap().clone();
+    assert_eq!(answers(&one).len(), 8);
+    assert_eq!(answers(&two).len(), 16);
+    for a in answers(&two) {
+        let (mine, other) = (
+            a["pconv"]["variant"].as_str().unwrap(),
+            a["other_forward"]["side"]["variant"].as_str().unwrap(),
+        );
+        assert_ne!(mine, other, "{a}");
+    }
+}
+
+/// Two outputs on one file, or a report over its own input, are refused before anything is
+/// written.
+#[test]
+fn outputs_that_would_overwrite_each_other_or_the_input_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("r.json");
+    let mut args = quick_run_args(j.to_str().unwrap(), &[]);
+    args.extend(["--html", j.to_str().unwrap()]);
+    assert_bad_input(
+        &run(&args),
+        "--json and --html on one file",
+        "name the same file",
+    );
+    assert!(!j.exists());
+    let copy = dir.path().join("t1.json");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1),
+        &copy,
+    )
+    .unwrap();
+    let before = std::fs::read(&copy).unwrap();
+    let c = copy.to_str().unwrap();
+    assert_bad_input(
+        &run(&["report", c, "--format", "html", "-o", c]),
+        "report over its input",
+        "would replace the results file",
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), before);
 }

@@ -182,10 +182,8 @@ fn run_writes_a_complete_results_file_and_prints_the_table() {
         assert_eq!(rivals, ["dwconv", "gconv", "conv"], "{a}");
         assert!(a["other_forward"].is_object(), "both forwards ran: {a}");
         let l = &a["versus"][0]["latency_ratio"];
-        assert!(
-            l["lo"].as_f64() <= l["estimate"].as_f64()
-                && l["estimate"].as_f64() <= l["hi"].as_f64()
-        );
+        // A percentile interval need not hold the point estimate; it must be ordered.
+        assert!(l["lo"].as_f64() <= l["hi"].as_f64(), "{l}");
     }
     for r in records {
         let n = r["samples_ms"].as_array().unwrap().len();

@@ -55,13 +55,23 @@ impl Outputs {
         self.all().any(Output::is_stdout)
     }
 
-    /// Standard output can carry one document.
+    /// Standard output can carry one document, and a file one output.
     fn check_one_stdout(&self) -> Result<()> {
         if self.all().filter(|o| o.is_stdout()).count() > 1 {
             return Err(Error::Invalid(
                 "only one of --json, --plot, --roofline and --html can be - (standard output)"
                     .into(),
             ));
+        }
+        let all: Vec<&Output> = self.all().collect();
+        for (i, a) in all.iter().enumerate() {
+            if let Some(b) = all[i + 1..].iter().find(|b| a.collides_with(b)) {
+                return Err(Error::Invalid(format!(
+                    "'{}' and '{}' name the same file: give each output (--json, --plot, --roofline, --html) its own path",
+                    a.path().display(),
+                    b.path().display()
+                )));
+            }
         }
         Ok(())
     }

@@ -98,7 +98,7 @@ fn verify(
         kernel_path::traced(|| model::forward_host(net.as_ref(), m, &x, batch, device));
     let y = y?;
     let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
-    // The reference recomputes the first and last image of the timed batch.
+    // The reference recomputes the first, middle and last image of the timed batch.
     let which = crate::verify::reference_images(batch);
     let r = m.resolution;
     let x_ref = crate::verify::pick_images(&x, 3 * r * r, &which);
@@ -195,7 +195,7 @@ fn table(records: &[ModelRecord]) -> String {
         }));
     }
     format!(
-        "{t}\nGFLOPs (fvcore): per image, as the paper counts FLOPs (multiply-adds of the convolutions and the Linear, plus 2 per BatchNorm output and 1 per pooled element). GMAC/s: convolution and Linear multiply-adds per second.\nBN is folded into the convolutions for inference. The paper gives no CPU latency for whole networks at this protocol, so none is printed beside ours.\nverified: the timed batch at the timed resolution, on the timed threads; the logits of its first and last image against an f64 reference of the same network; kernel path as timed.\n"
+        "{t}\nGFLOPs (fvcore): per image, as the paper counts FLOPs (multiply-adds of the convolutions and the Linear, plus 2 per BatchNorm output and 1 per pooled element). GMAC/s: convolution and Linear multiply-adds per second.\nBN is folded into the convolutions for inference. The paper gives no CPU latency for whole networks at this protocol, so none is printed beside ours.\nverified: the timed batch at the timed resolution, on the timed threads; the logits of its first, middle and last image against an f64 reference of the same network; kernel path as timed.\n"
     )
 }
 

@@ -23,10 +23,28 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
         .map(|p| Output::resolve(p, "--output"))
         .transpose()?;
     let text_on_stdout = text_out.as_ref().is_none_or(Output::is_stdout);
-    if text_on_stdout && plot_out.iter().chain(&roofline_out).any(Output::is_stdout) {
+    let figures: Vec<&Output> = plot_out.iter().chain(&roofline_out).collect();
+    if text_on_stdout && figures.iter().any(|o| o.is_stdout()) {
         return Err(Error::Invalid(
             "report prints its text on standard output: give --plot and --roofline a file path, not -".into(),
         ));
+    }
+    let outputs: Vec<&Output> = text_out.iter().chain(figures).collect();
+    for (i, a) in outputs.iter().enumerate() {
+        if let Some(b) = outputs[i + 1..].iter().find(|b| a.collides_with(b)) {
+            return Err(Error::Invalid(format!(
+                "'{}' and '{}' name the same file (or both standard output): give each output its own path",
+                a.path().display(),
+                b.path().display()
+            )));
+        }
+        if let Some(input) = args.files.iter().find(|f| a.replaces(f)) {
+            return Err(Error::Invalid(format!(
+                "'{}' would replace the results file '{}' being reported: write the report elsewhere",
+                a.path().display(),
+                input.display()
+            )));
+        }
     }
     let files = args
         .files
@@ -65,6 +83,13 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
             }
         }
         None => {
+            // Each file answers on its own: records of different runs were not measured side
+            // by side.
+            let answers: Vec<_> = files
+                .iter()
+                .filter_map(|(_, f)| crate::answer::Verdicts::of(&f.records))
+                .flat_map(|v| v.answers)
+                .collect();
             let mut files = files.into_iter();
             let (_, mut merged) = files.next().expect("clap requires at least one file");
             for (_, more) in files {
@@ -72,8 +97,10 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
                 merged.failures.extend(more.failures);
                 merged.complete &= more.complete;
             }
-            // The answer is recomputed: merged files can pair records no single file held.
-            merged.verdicts = crate::answer::Verdicts::of(&merged.records);
+            merged.verdicts = (!answers.is_empty()).then_some(crate::answer::Verdicts {
+                confidence: crate::answer::CONFIDENCE,
+                answers,
+            });
             let text = args.format.exporter().export(&merged);
             if let Some(out) = &plot_out {
                 plot::write(out, &merged)?;

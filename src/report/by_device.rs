@@ -106,6 +106,7 @@ impl RowKey {
 
 struct Row {
     key: RowKey,
+    /// Multiply-adds of the stacked layers on one image (the paper's FLOPs column).
     macs: u64,
     paper: Option<PaperReference>,
     /// (median ms, GMAC/s) per column.
@@ -176,7 +177,7 @@ pub fn build(files: &[(PathBuf, RunResult)], paper: PaperColumns) -> Result<Rows
                 None => {
                     rows.push(Row {
                         key,
-                        macs: r.cost.macs,
+                        macs: r.cost.macs_per_image_layer * r.layers as u64,
                         paper: None,
                         cells: vec![None; columns.len()],
                     });
@@ -217,7 +218,11 @@ pub fn build(files: &[(PathBuf, RunResult)], paper: PaperColumns) -> Result<Rows
     };
 
     let labels = column_labels(&columns);
-    let mut header = vec!["operator".to_string(), "shape".into(), "MMACs".into()];
+    let mut header = vec![
+        "operator".to_string(),
+        "shape".into(),
+        "MMACs per image".into(),
+    ];
     for l in &labels {
         header.push(format!("{l} ms"));
         header.push(format!("{l} GMAC/s"));
@@ -260,12 +265,46 @@ pub fn build(files: &[(PathBuf, RunResult)], paper: PaperColumns) -> Result<Rows
         out_rows.push(cells);
     }
 
-    // Bottom rows: mean GMAC/s per operator over the shapes, then the FLOPS ratios.
+    // Bottom rows: mean GMAC/s per operator over the shapes, then the FLOPS ratios, over one
+    // kernel size and dtype (3x3 and f32 when present, as in the paper) and the paper's
+    // variants where they ran (GConv g=16, PConv n_div=4).
+    let kernel = if rows.iter().any(|r| r.key.variant.starts_with("3x3")) {
+        "3x3".to_string()
+    } else {
+        rows[0]
+            .key
+            .variant
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let dtype = if rows.iter().any(|r| r.key.dtype == Dtype::F32) {
+        Dtype::F32
+    } else {
+        rows[0].key.dtype
+    };
+    let paper_variant = |op: OpKind, v: &str| {
+        let want = match op {
+            OpKind::GConv => "g=16",
+            OpKind::PConv => "n_div=4",
+            _ => return true,
+        };
+        let any_paper = rows
+            .iter()
+            .any(|r| r.key.op == op && r.key.variant.contains(want));
+        !any_paper || v.contains(want)
+    };
+    let summarised = |r: &Row| {
+        r.key.variant.split(' ').next() == Some(kernel.as_str())
+            && r.key.dtype == dtype
+            && paper_variant(r.key.op, &r.key.variant)
+    };
     let n_cols = columns.len() + if with_paper { PAPER.len() } else { 0 };
     let column_gmacs = |ci: usize, op: OpKind| -> Vec<(FeatureMap, f64)> {
         // Per shape the best record of the operator (PConv: its faster forward).
         let mut best: Vec<(FeatureMap, f64)> = Vec::new();
-        for row in rows.iter().filter(|r| r.key.op == op) {
+        for row in rows.iter().filter(|r| r.key.op == op && summarised(r)) {
             let g = if ci < columns.len() {
                 row.cells[ci].map(|(_, g)| g)
             } else {
@@ -283,7 +322,11 @@ pub fn build(files: &[(PathBuf, RunResult)], paper: PaperColumns) -> Result<Rows
         (!v.is_empty()).then(|| v.iter().map(|(_, g)| g).sum::<f64>() / v.len() as f64)
     };
     let summary_row = |label: String, cell: &dyn Fn(usize) -> Option<String>| {
-        let mut cells = vec![label, "mean of shapes".into(), String::new()];
+        let mut cells = vec![
+            label,
+            format!("mean of shapes ({kernel} {dtype})"),
+            String::new(),
+        ];
         for ci in 0..n_cols {
             cells.push(String::new());
             cells.push(cell(ci).unwrap_or_else(dash));
@@ -342,7 +385,7 @@ pub fn build(files: &[(PathBuf, RunResult)], paper: PaperColumns) -> Result<Rows
     if with_paper {
         notes.push("paper GPU: RTX 2080Ti, batch 32, throughput in images/s (fps); paper CPU: Intel i9-9900X, 1 thread, batch 1; paper ARM: Cortex-A72, 1 thread, batch 1 (the paper's Table 1).".into());
     }
-    notes.push("GMAC/s: multiply-adds per second, the paper's FLOPS. Mean GMAC/s: over the shapes the column ran, each operator's best variant per shape (PConv: its faster forward); the FLOPS ratios use only shapes both operators ran.".into());
+    notes.push(format!("GMAC/s: multiply-adds per second, the paper's FLOPS. Bottom rows: {kernel} {dtype} records only, GConv at g=16 and PConv at n_div=4 where those ran; mean over the shapes the column ran (PConv: its faster forward per shape); the FLOPS ratios use only shapes both operators ran."));
     Ok(Rows {
         title: "Table 1 across devices: median latency and GMAC/s per device".into(),
         header,

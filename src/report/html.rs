@@ -42,13 +42,15 @@ figure{margin:1rem 0}figure svg{max-width:100%;height:auto;border:1px solid #eee
 .notes{font-size:.8rem;color:#444}
 ";
 
-/// Sorts a table's body by a column: numbers (the leading number of a cell) before text.
+/// Sorts a table's body by a column: numbers (the leading number of a cell) before text in
+/// either direction; an unknown table or column in the address is ignored.
 const SCRIPT: &str = "
 (function(){
 function key(td){var t=td.textContent.trim();var m=t.match(/^[-+]?[0-9]*\\.?[0-9]+(e[-+]?[0-9]+)?/i);return m?parseFloat(m[0]):t;}
 function sort(table,col,desc){var tb=table.tBodies[0];var rows=Array.prototype.slice.call(tb.rows);
+if(!table.tHead||col>=table.tHead.rows[0].cells.length){return;}
 rows.sort(function(a,b){var x=key(a.cells[col]),y=key(b.cells[col]);var nx=typeof x==='number',ny=typeof y==='number';
-var c=nx&&ny?x-y:nx?-1:ny?1:String(x).localeCompare(String(y));return desc?-c:c;});
+if(nx!==ny){return nx?-1:1;}var c=nx?x-y:String(x).localeCompare(String(y));return desc?-c:c;});
 rows.forEach(function(r){tb.appendChild(r);});
 Array.prototype.forEach.call(table.tHead.rows[0].cells,function(th,i){if(i===col){th.setAttribute('aria-sort',desc?'descending':'ascending');}else{th.removeAttribute('aria-sort');}});}
 document.querySelectorAll('table.sortable').forEach(function(table){

@@ -126,10 +126,16 @@ fn log_axis(lo: f64, hi: f64) -> LogAxis {
     (lo..hi).log_scale().with_key_points(log_ticks(lo, hi))
 }
 
-/// A tick label without trailing zeros: `0.5`, `2`, `100`.
+/// A tick label without trailing zeros: `0.5`, `2`, `100`, `0.0000002`.
 fn tick(v: &f64) -> String {
-    let s = format!("{v:.6}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
+    // Enough decimals for the leading digit of any 1, 2, 5 x 10^n tick.
+    let decimals = (-v.abs().log10().floor()).clamp(0.0, 30.0) as usize;
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s.as_str()
+    };
     if s.is_empty() || s == "-" {
         "0".into()
     } else {
@@ -207,7 +213,8 @@ impl Placed {
 }
 
 /// One coloured point per record and a legend entry per operator; a text label beside a
-/// point only where it does not overlap another label (every point gets a hover tip).
+/// point only where it overlaps no other label or point and stays inside the plotting area
+/// (every point of these scatter charts gets a hover tip).
 fn scatter_by_op<'a, 'b: 'a>(
     chart: &mut LogLog<'a, 'b>,
     recs: &[&Record],
@@ -216,7 +223,15 @@ fn scatter_by_op<'a, 'b: 'a>(
     legend_at: SeriesLabelPosition,
     tips: &mut Vec<Tip>,
 ) -> Draw {
-    // Every point is an obstacle for the labels.
+    // Every point is an obstacle for the labels, and labels stay inside the plotting area.
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    let inside = |at: (i32, i32), chars: usize| {
+        let w = (chars as f64 * POINT_FONT as f64 * 0.55).ceil() as i32;
+        at.0 >= xs.start
+            && at.0 + w <= xs.end
+            && at.1 >= ys.start
+            && at.1 + POINT_FONT as i32 <= ys.end
+    };
     let mut placed = Placed(
         recs.iter()
             .map(|r| {
@@ -244,7 +259,8 @@ fn scatter_by_op<'a, 'b: 'a>(
                 text: tip_text(r),
             });
             let text = label(r);
-            if placed.claim((at.0 + 6, at.1 - 4), text.chars().count()) {
+            let spot = (at.0 + 6, at.1 - 4);
+            if inside(spot, text.chars().count()) && placed.claim(spot, text.chars().count()) {
                 texts.push((text, xy(r)));
             }
         }
