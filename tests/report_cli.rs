@@ -149,6 +149,28 @@ fn the_answer_is_in_every_text_format_and_output_writes_a_file() {
     assert!(stdout(&out).is_empty(), "the report went to the file");
     let html = std::fs::read_to_string(&p).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("The answer per shape"));
+    // Several files: each one's environment under its path.
+    let two = dir.path().join("two.html");
+    let out = run(&[
+        "report",
+        TABLE1,
+        TORCH,
+        "--format",
+        "html",
+        "-o",
+        two.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let html2 = std::fs::read_to_string(&two).unwrap();
+    assert!(html2.contains("<h2>Environments</h2>"));
+    assert!(
+        html2.contains(&format!("<h3>{TABLE1}</h3>"))
+            && html2.contains(&format!("<h3>{TORCH}</h3>"))
+    );
+    assert!(
+        html2.contains("PyTorch"),
+        "the torch file's environment names its PyTorch"
+    );
     let by = dir.path().join("by.html");
     let out = run(&[
         "report",

@@ -90,18 +90,21 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
                 .filter_map(|(_, f)| crate::answer::Verdicts::of(&f.records))
                 .flat_map(|v| v.answers)
                 .collect();
-            let mut files = files.into_iter();
-            let (_, mut merged) = files.next().expect("clap requires at least one file");
-            for (_, more) in files {
-                merged.records.extend(more.records);
-                merged.failures.extend(more.failures);
+            let mut merged = files[0].1.clone();
+            for (_, more) in &files[1..] {
+                merged.records.extend(more.records.iter().cloned());
+                merged.failures.extend(more.failures.iter().cloned());
                 merged.complete &= more.complete;
             }
             merged.verdicts = (!answers.is_empty()).then_some(crate::answer::Verdicts {
                 confidence: crate::answer::CONFIDENCE,
                 answers,
             });
-            let text = args.format.exporter().export(&merged);
+            let text = match args.format {
+                // One environment per file: they may come from different machines and runs.
+                Format::Html => html::report_of_files(&merged, &files),
+                _ => args.format.exporter().export(&merged),
+            };
             if let Some(out) = &plot_out {
                 plot::write(out, &merged)?;
             }

@@ -258,9 +258,23 @@ pub fn figure(svg: &str, caption: &str) -> String {
 /// The full report of one results file (or several merged): environment, answer, the
 /// table, the figures, failures.
 pub fn report(result: &RunResult) -> String {
+    report_of_files(result, &[])
+}
+
+/// [`report`] of several files merged into `result`, with each file's environment under its
+/// path (`sources`: path and contents; empty: `result`'s own environment).
+pub fn report_of_files(result: &RunResult, sources: &[(std::path::PathBuf, RunResult)]) -> String {
     let mut body = String::new();
-    body += "<h2>Environment</h2>\n";
-    body += &environment(result);
+    if sources.len() > 1 {
+        body += "<h2>Environments</h2>\n";
+        for (path, file) in sources {
+            body += &format!("<h3>{}</h3>\n", esc(&path.display().to_string()));
+            body += &environment(file);
+        }
+    } else {
+        body += "<h2>Environment</h2>\n";
+        body += &environment(result);
+    }
     if let Some(v) = &result.verdicts {
         body += "<h2>The answer per shape</h2>\n";
         body += &answer(v);
