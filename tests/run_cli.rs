@@ -362,3 +362,69 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// The committed Table 1 run is a golden file for everything but timing: the same seed must
+/// give the same records, costs, kernel paths and verification inputs (a refactor that
+/// changes any of them changes what is measured). Floating-point errors are left out: they
+/// depend on the instruction set the machine has.
+#[test]
+fn the_default_run_reproduces_the_committed_table1_apart_from_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("t1.json");
+    let out = run(&[
+        "run",
+        "--quiet",
+        "--warmup-time",
+        "0",
+        "--measure-time",
+        "0",
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let fresh = read_json(&j);
+    let committed = read_json(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("results/cpu-xeon-2c-1t-table1.json"),
+    );
+    assert_eq!(fresh["config"]["seed"], committed["config"]["seed"]);
+    let (a, b) = (
+        fresh["records"].as_array().unwrap(),
+        committed["records"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    let same = [
+        "op",
+        "variant",
+        "kernel",
+        "groups",
+        "n_div",
+        "partial_channels",
+        "forward",
+        "shape",
+        "batch",
+        "layers",
+        "implementation",
+        "dtype",
+        "device",
+        "threads",
+        "cost",
+        "kernel_path",
+        "paper",
+    ];
+    for (x, y) in a.iter().zip(b) {
+        for k in same {
+            assert_eq!(
+                x[k], y[k],
+                "{k} of {} {} {}",
+                y["op"], y["variant"], y["shape"]
+            );
+        }
+        for k in ["input", "kernel_path", "tolerance"] {
+            assert_eq!(
+                x["verification"][k], y["verification"][k],
+                "verification.{k}"
+            );
+        }
+    }
+}

@@ -151,7 +151,7 @@ pub fn reference(spec: &OpSpec, w: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64>
     let (c, hw) = (spec.map.c, spec.map.h * spec.map.w);
     let hidden = c * expansion(spec);
     let a = act(spec);
-    let t = crate::verify::reference_forward(&pconv_part(spec), &w[0], x, n);
+    let t = crate::ops::reference::reference_forward(&pconv_part(spec), &w[0], x, n);
     let mut out = x.to_vec();
     for b in 0..n {
         let tb = &t[b * c * hw..][..c * hw];

@@ -190,7 +190,7 @@ fn reference_pointwise(w: &[f64], b: &[f64], x: &[f64], cout: usize, hw: usize) 
 /// f64 act(conv_kxk(x) + b) for one image of c_ channels (`inner` is the Conv's spec).
 fn reference_conv(inner: &OpSpec, w: &[f64], b: &[f64], x: &[f64]) -> Vec<f64> {
     let hw = inner.map.h * inner.map.w;
-    let mut y = crate::verify::reference_forward(inner, w, x, 1);
+    let mut y = crate::ops::reference::reference_forward(inner, w, x, 1);
     for (o, plane) in y.chunks_mut(hw).enumerate() {
         plane.iter_mut().for_each(|v| *v = ACT.apply_f64(*v + b[o]));
     }

@@ -10,6 +10,7 @@ mod conv;
 pub mod kernel_path;
 pub mod native;
 mod pconv;
+pub mod reference;
 pub mod types;
 
 pub use types::{Act, Dtype, FeatureMap, Implementation, OpKind, PConvForward};
@@ -124,15 +125,11 @@ impl OpSpec {
 
     /// Checks that this operator can be built at this feature-map size.
     pub fn validate(&self) -> Result<()> {
-        if self.kind == OpKind::FasterNetBlock {
-            return block::validate(self);
-        }
-        if self.is_c2f() {
-            return c2f::validate(self);
-        }
-        if self.is_composite() {
-            return self.parts().iter().try_for_each(OpSpec::validate);
-        }
+        family(self.kind).validate(self)
+    }
+
+    /// The checks of a single operator (kernel size, groups, n_div).
+    fn validate_single(&self) -> Result<()> {
         let FeatureMap { c, h, w } = self.map;
         let k = self.kernel;
         if k == 0 || k.is_multiple_of(2) {
@@ -197,16 +194,11 @@ impl OpSpec {
 
     /// Short human label of the variant, e.g. `3x3 g=16` or `3x3 n_div=4 slicing`.
     pub fn variant(&self) -> String {
-        if self.kind == OpKind::FasterNetBlock {
-            return block::variant(self);
-        }
-        if self.is_c2f() {
-            return c2f::variant(self);
-        }
-        if self.is_composite() {
-            let labels: Vec<String> = self.parts().iter().map(OpSpec::variant).collect();
-            return labels.join(" + ");
-        }
+        family(self.kind).variant(self)
+    }
+
+    /// The label of a single operator.
+    fn variant_single(&self) -> String {
         let k = self.kernel;
         match self.kind {
             OpKind::GConv => format!("{k}x{k} g={}", self.conv_groups()),
@@ -221,23 +213,11 @@ impl OpSpec {
 
     /// The cost model of one layer on one image (a composite: the sum of its parts).
     pub fn cost(&self) -> LayerCost {
-        if self.kind == OpKind::FasterNetBlock {
-            return block::cost(self);
-        }
-        if self.is_c2f() {
-            return c2f::cost(self);
-        }
-        if self.is_composite() {
-            return self
-                .parts()
-                .iter()
-                .map(OpSpec::cost)
-                .fold(LayerCost::default(), |a, b| LayerCost {
-                    macs: a.macs + b.macs,
-                    activation_elements: a.activation_elements + b.activation_elements,
-                    weight_elements: a.weight_elements + b.weight_elements,
-                });
-        }
+        family(self.kind).cost(self)
+    }
+
+    /// The cost of a single operator: a grouped convolution over its conv channels.
+    fn cost_single(&self) -> LayerCost {
         let FeatureMap { h, w, .. } = self.map;
         conv::grouped_conv_cost(self.conv_channels(), h, w, self.kernel, self.conv_groups())
     }
@@ -282,20 +262,9 @@ pub fn seeded_rng(seed: u64) -> rand::rngs::StdRng {
 /// Random weights for `layers` stacked layers, each with one set per part (layer-major).
 pub fn random_weights(spec: &OpSpec, layers: usize, seed: u64) -> Vec<LayerWeights> {
     let mut rng = seeded_rng(seed);
-    let parts = spec.parts();
+    let fam = family(spec.kind);
     (0..layers)
-        .flat_map(|_| {
-            if spec.kind == OpKind::FasterNetBlock {
-                return block::random_weights(spec, &mut rng);
-            }
-            if spec.is_c2f() {
-                return c2f::random_weights(spec, &mut rng);
-            }
-            parts
-                .iter()
-                .map(|p| LayerWeights::random(p, &mut rng))
-                .collect::<Vec<_>>()
-        })
+        .flat_map(|_| fam.random_weights(spec, &mut rng))
         .collect()
 }
 
@@ -349,12 +318,18 @@ pub fn build(
     if let Some(why) = implementation.not_runnable_here() {
         return Err(crate::error::Error::Unsupported(why));
     }
-    if spec.kind == OpKind::FasterNetBlock {
-        return block::build(spec, implementation, weights, device, dtype);
-    }
-    if spec.is_c2f() {
-        return c2f::build(spec, implementation, weights, device, dtype);
-    }
+    family(spec.kind).build(spec, implementation, weights, device, dtype)
+}
+
+/// Builds a single operator or a composite: each layer is the parts in a row, each part a
+/// native layer or stock candle ops.
+fn build_parts(
+    spec: &OpSpec,
+    implementation: Implementation,
+    weights: &[LayerWeights],
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Stack> {
     let parts = spec.parts();
     let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(weights.len());
     // A composite's layer is its parts in a row: the stack runs them in order.
@@ -390,6 +365,181 @@ pub fn build(
                 .join("; "),
         });
     Ok(Stack { layers, copies })
+}
+
+/// What an operator family provides. One implementation per family, picked by one match in
+/// [`family`]: adding a family is a new file and one line there.
+trait Family: Sync {
+    fn validate(&self, spec: &OpSpec) -> Result<()>;
+    /// Short human label of the variant.
+    fn variant(&self, spec: &OpSpec) -> String;
+    /// The cost model of one layer on one image.
+    fn cost(&self, spec: &OpSpec) -> LayerCost;
+    /// One layer's weights.
+    fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights>;
+    /// The runnable stack (weights: `layers` times what `random_weights` gives).
+    fn build(
+        &self,
+        spec: &OpSpec,
+        implementation: Implementation,
+        weights: &[LayerWeights],
+        device: &Device,
+        dtype: Dtype,
+    ) -> Result<Stack>;
+    /// The f64 reference of one layer on `n` images from that layer's weights.
+    fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64>;
+}
+
+/// Conv, GConv, DWConv, PConv, PWConv: one convolution (PConv: on its first c_p channels).
+struct Single;
+/// PConv + PWConv, DWConv + PWConv, GConv + PWConv: singles in a row.
+struct Composite;
+/// The FasterNet block (ops/block.rs).
+struct Block;
+/// YOLO's C2f and C2f_Faster (ops/c2f.rs).
+struct C2f;
+
+fn family(kind: OpKind) -> &'static dyn Family {
+    match kind {
+        OpKind::Conv | OpKind::GConv | OpKind::DWConv | OpKind::PConv | OpKind::PWConv => &Single,
+        OpKind::PConvPw | OpKind::DwPw | OpKind::GConvPw => &Composite,
+        OpKind::FasterNetBlock => &Block,
+        OpKind::C2f | OpKind::C2fFaster => &C2f,
+    }
+}
+
+impl Family for Single {
+    fn validate(&self, spec: &OpSpec) -> Result<()> {
+        spec.validate_single()
+    }
+    fn variant(&self, spec: &OpSpec) -> String {
+        spec.variant_single()
+    }
+    fn cost(&self, spec: &OpSpec) -> LayerCost {
+        spec.cost_single()
+    }
+    fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights> {
+        vec![LayerWeights::random(spec, rng)]
+    }
+    fn build(
+        &self,
+        spec: &OpSpec,
+        implementation: Implementation,
+        weights: &[LayerWeights],
+        device: &Device,
+        dtype: Dtype,
+    ) -> Result<Stack> {
+        build_parts(spec, implementation, weights, device, dtype)
+    }
+    fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
+        reference::reference_forward(spec, &weights[0], x, n)
+    }
+}
+
+impl Family for Composite {
+    fn validate(&self, spec: &OpSpec) -> Result<()> {
+        spec.parts().iter().try_for_each(OpSpec::validate_single)
+    }
+    fn variant(&self, spec: &OpSpec) -> String {
+        let labels: Vec<String> = spec.parts().iter().map(OpSpec::variant_single).collect();
+        labels.join(" + ")
+    }
+    fn cost(&self, spec: &OpSpec) -> LayerCost {
+        spec.parts()
+            .iter()
+            .map(OpSpec::cost_single)
+            .fold(LayerCost::default(), |a, b| LayerCost {
+                macs: a.macs + b.macs,
+                activation_elements: a.activation_elements + b.activation_elements,
+                weight_elements: a.weight_elements + b.weight_elements,
+            })
+    }
+    fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights> {
+        spec.parts()
+            .iter()
+            .map(|p| LayerWeights::random(p, rng))
+            .collect()
+    }
+    fn build(
+        &self,
+        spec: &OpSpec,
+        implementation: Implementation,
+        weights: &[LayerWeights],
+        device: &Device,
+        dtype: Dtype,
+    ) -> Result<Stack> {
+        build_parts(spec, implementation, weights, device, dtype)
+    }
+    fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
+        spec.parts()
+            .iter()
+            .zip(weights)
+            .fold(x.to_vec(), |cur, (part, w)| {
+                reference::reference_forward(part, w, &cur, n)
+            })
+    }
+}
+
+impl Family for Block {
+    fn validate(&self, spec: &OpSpec) -> Result<()> {
+        block::validate(spec)
+    }
+    fn variant(&self, spec: &OpSpec) -> String {
+        block::variant(spec)
+    }
+    fn cost(&self, spec: &OpSpec) -> LayerCost {
+        block::cost(spec)
+    }
+    fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights> {
+        block::random_weights(spec, rng)
+    }
+    fn build(
+        &self,
+        spec: &OpSpec,
+        implementation: Implementation,
+        weights: &[LayerWeights],
+        device: &Device,
+        dtype: Dtype,
+    ) -> Result<Stack> {
+        block::build(spec, implementation, weights, device, dtype)
+    }
+    fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
+        block::reference(spec, weights, x, n)
+    }
+}
+
+impl Family for C2f {
+    fn validate(&self, spec: &OpSpec) -> Result<()> {
+        c2f::validate(spec)
+    }
+    fn variant(&self, spec: &OpSpec) -> String {
+        c2f::variant(spec)
+    }
+    fn cost(&self, spec: &OpSpec) -> LayerCost {
+        c2f::cost(spec)
+    }
+    fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights> {
+        c2f::random_weights(spec, rng)
+    }
+    fn build(
+        &self,
+        spec: &OpSpec,
+        implementation: Implementation,
+        weights: &[LayerWeights],
+        device: &Device,
+        dtype: Dtype,
+    ) -> Result<Stack> {
+        c2f::build(spec, implementation, weights, device, dtype)
+    }
+    fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
+        c2f::reference(spec, weights, x, n)
+    }
+}
+
+/// The f64 reference of one layer of `spec` on `n` images, from that layer's weights (each
+/// set widened, and rounded to the dtype under test by the caller).
+pub fn reference_layer(spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
+    family(spec.kind).reference(spec, weights, x, n)
 }
 
 #[cfg(test)]

@@ -480,8 +480,8 @@ int main(int argc, char** argv) {
             let y = run_plan(&kernels, &layer, &x, n, g);
             let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
             let reference =
-                crate::verify::reference_forward(s, &wide(&weights[0].data), &wide(&x), n);
-            let (_, rel) = crate::verify::compare(&wide(&y), &reference);
+                crate::ops::reference::reference_forward(s, &wide(&weights[0].data), &wide(&x), n);
+            let (_, rel) = crate::ops::reference::compare(&wide(&y), &reference);
             assert!(
                 rel < 1e-5,
                 "{} {} at {}: rel err {rel} (plan {:?})",
@@ -568,8 +568,9 @@ int main(int argc, char** argv) {
             .collect();
         let y = run_steps(&kernels, &layer, steps, &x, n);
         let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
-        let reference = crate::verify::reference_forward(&s, &wide(&weights[0].data), &wide(&x), n);
-        let (abs, rel) = crate::verify::compare(&wide(&y), &reference);
+        let reference =
+            crate::ops::reference::reference_forward(&s, &wide(&weights[0].data), &wide(&x), n);
+        let (abs, rel) = crate::ops::reference::compare(&wide(&y), &reference);
         assert!(
             abs.is_nan() && rel.is_nan(),
             "unwritten channels passed: abs {abs}, rel {rel}"

@@ -266,8 +266,8 @@ pub fn copies(spec: &OpSpec) -> Copies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::reference::{compare, reference_forward};
     use crate::ops::{self, FeatureMap};
-    use crate::verify::{compare, reference_forward};
 
     /// A single operator for the native kernels' tests (here and in `gpu.rs`).
     pub(super) fn spec(
