@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use super::rows::Rows;
+use super::rows::{ms, rate, Rows};
 use crate::answer::paper_name;
 use crate::config::PaperReference;
 use crate::error::{Error, Result};
@@ -111,22 +111,6 @@ struct Row {
     paper: Option<PaperReference>,
     /// (median ms, GMAC/s) per column.
     cells: Vec<Option<(f64, f64)>>,
-}
-
-fn ms(v: f64) -> String {
-    if v < 1.0 {
-        format!("{v:.4}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-fn rate(v: f64) -> String {
-    if v < 10.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.1}")
-    }
 }
 
 /// The paper's three devices: (header prefix, latency header, latency, GMAC/s).

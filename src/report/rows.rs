@@ -15,7 +15,7 @@ pub struct Rows {
     pub notes: Vec<String>,
 }
 
-fn ms(v: f64) -> String {
+pub(crate) fn ms(v: f64) -> String {
     if v < 1.0 {
         format!("{v:.4}")
     } else {
@@ -23,7 +23,7 @@ fn ms(v: f64) -> String {
     }
 }
 
-fn rate(v: f64) -> String {
+pub(crate) fn rate(v: f64) -> String {
     if v < 10.0 {
         format!("{v:.2}")
     } else {
