@@ -1,0 +1,92 @@
+//! Golden files for everything but timing: the same seed must give the same records, costs,
+//! kernel paths and verification inputs, so a refactor that changes any of them changes what
+//! is measured and fails here. Floating-point errors are left out: they depend on the
+//! instruction set of the machine.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// Fields of a record that come from timing (or from the machine's rounding).
+const TIMING: [&str; 6] = [
+    "warmup",
+    "stats",
+    "rates",
+    "samples_ms",
+    "repetitions",
+    "roofline",
+];
+
+fn golden(name: &str) -> Value {
+    read_json(&Path::new(env!("CARGO_MANIFEST_DIR")).join(name))
+}
+
+/// Runs `args` with `--quiet --json FILE` and returns the file.
+fn fresh(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("fresh.json");
+    let mut all = args.to_vec();
+    all.extend(["--quiet", "--json", j.to_str().unwrap()]);
+    let out = run(&all);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    read_json(&j)
+}
+
+/// A record's fields apart from timing, and its verification apart from the errors.
+fn non_timing(r: &Value) -> Value {
+    let mut r = r.clone();
+    let o = r.as_object_mut().unwrap();
+    for k in TIMING {
+        o.remove(k);
+    }
+    if let Some(v) = o.get_mut("verification").and_then(Value::as_object_mut) {
+        v.remove("max_abs_err");
+        v.remove("max_rel_err");
+        // The checks quote the error.
+        v.remove("checks");
+    }
+    r
+}
+
+fn assert_same_records(fresh: &Value, golden: &Value) {
+    let (a, b) = (
+        fresh["records"].as_array().unwrap(),
+        golden["records"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len(), "record count");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(
+            non_timing(x),
+            non_timing(y),
+            "{} {} {}",
+            y["op"],
+            y["variant"],
+            y["shape"]
+        );
+    }
+}
+
+#[test]
+fn the_default_run_reproduces_the_committed_table1_apart_from_timing() {
+    let fresh = fresh(&["run", "--warmup-time", "0", "--measure-time", "0"]);
+    let committed = golden("results/cpu-xeon-2c-1t-table1.json");
+    assert_eq!(fresh["config"]["seed"], committed["config"]["seed"]);
+    assert_same_records(&fresh, &committed);
+}
+
+#[test]
+fn the_blocks_suite_reproduces_its_golden_file_apart_from_timing() {
+    let golden = golden("tests/golden/blocks.json");
+    let args: Vec<&str> = golden["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let fresh = fresh(&args);
+    assert_eq!(fresh["config"]["seed"], golden["seed"]);
+    assert_same_records(&fresh, &golden);
+}
