@@ -24,6 +24,7 @@ fn spec(kind: OpKind, forward: Option<PConvForward>, map: &str) -> OpSpec {
         forward,
         expansion: None,
         act: None,
+        model: None,
         bottlenecks: None,
         map: map.parse().expect("bench shapes parse"),
     }

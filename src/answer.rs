@@ -276,6 +276,7 @@ pub fn paper_name(k: OpKind) -> &'static str {
         OpKind::FasterNetBlock => "FasterNet block",
         OpKind::C2f => "C2f",
         OpKind::C2fFaster => "C2f_Faster",
+        OpKind::FasterNet => "FasterNet",
     }
 }
 

@@ -145,6 +145,8 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
         expansion: spec.expansion,
         act: spec.act,
         bottlenecks: spec.bottlenecks,
+        model: spec.model,
+        network: crate::ops::fasternet::info(spec),
         shape: spec.map,
         batch: point.batch,
         layers: ctx.layers,

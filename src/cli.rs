@@ -314,6 +314,13 @@ impl SuiteArgs {
 pub struct MeasureArgs {
     #[command(flatten)]
     pub suite: SuiteArgs,
+    #[command(flatten)]
+    pub run: RunOptions,
+}
+
+/// What `run`, `sweep` and `model` share beyond the suite: outputs, repetitions, ceilings.
+#[derive(Debug, Args)]
+pub struct RunOptions {
     /// Write the results as JSON (atomically) to this file.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
@@ -379,10 +386,10 @@ pub struct SweepArgs {
 pub struct ModelArgs {
     /// Networks: fasternet-t0, fasternet-t1, fasternet-t2, fasternet-s, fasternet-m,
     /// fasternet-l (several, space-separated).
-    #[arg(required = true, value_name = "MODEL", value_parser = arch)]
-    pub models: Vec<&'static crate::model::Arch>,
+    #[arg(required = true, value_name = "MODEL")]
+    pub models: Vec<crate::ops::Network>,
     /// Input side in pixels (a multiple of 32, at least 96); the paper uses 224.
-    #[arg(long, default_value_t = crate::model::PAPER_RESOLUTION, value_parser = positive)]
+    #[arg(long, default_value_t = crate::ops::fasternet::PAPER_RESOLUTION, value_parser = positive)]
     pub resolution: usize,
     /// Implementations: native, candle.
     #[arg(long = "impl", value_delimiter = ',', default_value = "native,candle")]
@@ -405,19 +412,11 @@ pub struct ModelArgs {
     /// Seed of the random weights and inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Write the results as JSON (atomically) to this file.
-    #[arg(long, value_name = "PATH")]
-    pub json: Option<PathBuf>,
     /// Allow --threads above this machine's logical CPUs.
     #[arg(long)]
     pub oversubscribe: bool,
-    /// No informational messages on stderr.
-    #[arg(long, short)]
-    pub quiet: bool,
-}
-
-fn arch(s: &str) -> Result<&'static crate::model::Arch, String> {
-    s.parse()
+    #[command(flatten)]
+    pub run: RunOptions,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::ops::{Act, Dtype, FeatureMap, Implementation, OpKind, PConvForward};
+use crate::ops::{Act, Dtype, FeatureMap, Implementation, Network, OpKind, PConvForward};
 
 /// The built-in default suite of `run`: `configs/table1.toml`, compiled in so it works
 /// from any folder.
@@ -96,6 +96,9 @@ pub struct Suite {
     /// C2f / C2f_Faster: bottleneck counts n.
     #[serde(default = "default_bottlenecks")]
     pub bottlenecks: Vec<usize>,
+    /// `fasternet`: the networks (each on the suite's 3xRxR shapes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<Network>,
     pub batch: Vec<usize>,
     pub threads: Vec<usize>,
     /// Stacked layers per operator (the paper uses 10).
@@ -250,6 +253,18 @@ impl Suite {
             }
         }
         let uses = |k: OpKind| self.ops.contains(&k);
+        if uses(OpKind::FasterNet) {
+            check_list("models", &self.models)?;
+            if self.layers != 1 {
+                return Err(invalid(
+                    "layers",
+                    format!(
+                        "layers {} with op fasternet: a network runs once per forward, allowed is 1",
+                        self.layers
+                    ),
+                ));
+            }
+        }
         for map in &self.shapes {
             let kernels = self
                 .kernel

@@ -16,7 +16,6 @@ pub mod measure;
 pub mod memory;
 pub mod merge;
 pub mod metadata;
-pub mod model;
 pub mod ops;
 pub mod output;
 pub mod plan;

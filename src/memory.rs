@@ -74,6 +74,11 @@ fn im2col_bytes(p: &Point, batch: u64, layers: u64, on_gpu: bool) -> Option<u64>
 /// is then `host_bytes`' concern, see [`host_and_device_bytes`]).
 pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(u64, u64)> {
     let s = &p.spec;
+    if s.kind == OpKind::FasterNet {
+        // A whole network keeps its own account (stages of different widths).
+        let need = crate::ops::fasternet::Model::of(s).peak_bytes(p.batch)?;
+        return Some(if on_gpu { (need, need) } else { (need, 0) });
+    }
     let elem = p.dtype.size_bytes();
     let image = s.map.elements() as u64;
     let batch = p.batch as u64;

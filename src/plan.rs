@@ -58,6 +58,15 @@ fn variants(suite: &Suite, kind: OpKind, map: crate::ops::FeatureMap) -> Vec<OpS
                 })
             })
             .collect(),
+        // Whole networks: one per model (the shape is the input image).
+        OpKind::FasterNet => suite
+            .models
+            .iter()
+            .map(|&m| OpSpec {
+                model: Some(m),
+                ..base(3)
+            })
+            .collect(),
         // YOLO's C2f: the bottleneck's k x k convs, times n.
         OpKind::C2f => with_bottlenecks(suite, variants(suite, OpKind::Conv, map), kind),
         // The FasterNet bottleneck takes the block's lists (its activation is YOLO's SiLU).

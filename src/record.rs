@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::{PaperReference, Suite};
 use crate::measure::Summary;
 use crate::metadata::{DeviceInfo, ToolInfo};
-use crate::ops::{Copies, Dtype, FeatureMap, Implementation, OpKind, OpSpec, PConvForward};
+use crate::ops::fasternet::NetworkInfo;
+use crate::ops::{
+    Copies, Dtype, FeatureMap, Implementation, Network, OpKind, OpSpec, PConvForward,
+};
 use crate::plan::Point;
 use crate::verify::Verification;
 
@@ -122,6 +125,12 @@ pub struct Record {
     /// C2f and C2f_Faster only: bottlenecks n.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bottlenecks: Option<usize>,
+    /// FasterNet classifier only (`model`): which one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<Network>,
+    /// FasterNet classifier only: its architecture and its cost as the paper counts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkInfo>,
     pub shape: FeatureMap,
     pub batch: usize,
     pub layers: usize,
@@ -165,6 +174,7 @@ impl Record {
             expansion: self.expansion,
             act: self.act,
             bottlenecks: self.bottlenecks,
+            model: self.model,
             map: self.shape,
         }
     }
@@ -199,13 +209,14 @@ pub enum Mode {
     #[default]
     Run,
     Sweep,
+    Model,
 }
 
 /// A results file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     pub schema_version: u32,
-    /// `run` or `sweep`.
+    /// `run`, `sweep` or `model`.
     #[serde(default)]
     pub mode: Mode,
     pub tool: ToolInfo,

@@ -123,7 +123,7 @@ pub fn verify(
         spec.map
     );
     let weights = ops::random_weights(spec, 1, seed);
-    let x_data = ops::uniform(n * c * h * w, 1.0, &mut ops::seeded_rng(seed ^ 0x5eed));
+    let x_data = ops::verification_input(spec, n, seed);
     let x = ops::tensor_from(x_data, &[n, c, h, w], device, dtype)?;
     let x_before = to_f32_vec(&x)?;
     let stack = ops::build(spec, implementation, &weights, device, dtype)?;
@@ -142,19 +142,19 @@ pub fn verify(
         }
     }
 
-    let image = c * h * w;
-    if y_host.len() != n * image {
+    let (image, out_image) = (c * h * w, ops::output_elements(spec));
+    if y_host.len() != n * out_image {
         return Err(Error::Verification(format!(
-            "{label}: the output holds {} values where {n}x{c}x{h}x{w} = {} were expected",
+            "{label}: the output holds {} values where {n} images of {out_image} = {} were expected",
             y_host.len(),
-            n * image
+            n * out_image
         )));
     }
     // Every image, not only those the reference recomputes.
     if let Some(i) = y_host.iter().position(|v| !v.is_finite()) {
         return Err(Error::Verification(format!(
             "{label}: the output holds a non-finite value (NaN or infinity) in image {} of {n}",
-            i / image
+            i / out_image
         )));
     }
     let which = reference_images(n);
@@ -174,7 +174,7 @@ pub fn verify(
     } else {
         tolerance(dtype)
     };
-    let checked = widen(&pick_images(&y_host, image, &which));
+    let checked = widen(&pick_images(&y_host, out_image, &which));
     let (max_abs_err, max_rel_err) = check_output(&label, &checked, &reference, tol)?;
     let images = match which.as_slice() {
         [only] => format!("image {only}"),
@@ -270,6 +270,7 @@ mod tests {
             expansion: matches!(kind, OpKind::FasterNetBlock | OpKind::C2fFaster).then_some(2),
             act: (kind == OpKind::FasterNetBlock).then_some(crate::ops::Act::Gelu),
             bottlenecks: matches!(kind, OpKind::C2f | OpKind::C2fFaster).then_some(2),
+            model: None,
             map: map.parse().unwrap(),
         }
     }

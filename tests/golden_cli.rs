@@ -90,3 +90,61 @@ fn the_blocks_suite_reproduces_its_golden_file_apart_from_timing() {
     assert_eq!(fresh["config"]["seed"], golden["seed"]);
     assert_same_records(&fresh, &golden);
 }
+
+/// `model` now writes ordinary records; the golden file holds the old layout, so each of its
+/// values is looked up where it lives now. The identity, cost, kernels and verification are
+/// those `model` computed before it joined the common engine.
+#[test]
+fn model_fasternet_t0_reproduces_its_golden_file_apart_from_timing() {
+    let golden = golden("tests/golden/fasternet-t0.json");
+    let fresh = fresh(&[
+        "model",
+        "fasternet-t0",
+        "--warmup-time",
+        "0",
+        "--measure-time",
+        "0",
+    ]);
+    assert_eq!(fresh["mode"], "model");
+    assert_eq!(fresh["config"]["seed"], golden["seed"]);
+    let (a, b) = (
+        fresh["records"].as_array().unwrap(),
+        golden["records"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for (new, old) in a.iter().zip(b) {
+        let r = old["resolution"].as_u64().unwrap();
+        let pairs = [
+            (&new["model"], &old["model"]),
+            (&new["implementation"], &old["implementation"]),
+            (&new["batch"], &old["batch"]),
+            (&new["threads"], &golden["threads"]),
+            (&new["dtype"], &golden["dtype"]),
+            (&new["network"]["embed_dim"], &old["embed_dim"]),
+            (&new["network"]["depths"], &old["depths"]),
+            (&new["network"]["act"], &old["act"]),
+            (&new["network"]["cost"], &old["cost"]),
+            (&new["network"]["paper_gflops"], &old["paper_gflops"]),
+            (&new["network"]["flops_vs_paper"], &old["flops_vs_paper"]),
+            (&new["cost"]["macs"], &old["cost"]["conv_linear_macs"]),
+            (&new["kernel_path"], &old["kernel_path"]),
+            (
+                &new["verification"]["kernel_path"],
+                &old["verification"]["kernel_path"],
+            ),
+            (
+                &new["verification"]["tolerance"],
+                &old["verification"]["tolerance"],
+            ),
+        ];
+        for (i, (x, y)) in pairs.iter().enumerate() {
+            assert_eq!(x, y, "pair {i} of {}", old["implementation"]);
+        }
+        assert_eq!(new["shape"], format!("3x{r}x{r}"));
+        assert_eq!(
+            new["verification"]["input"],
+            format!("{}x3x{r}x{r}", old["verification"]["batch"])
+        );
+        assert_eq!(new["layers"], 1);
+    }
+}

@@ -30,37 +30,70 @@ fn model_verifies_times_and_counts_macs_like_the_paper() {
     let records = v["records"].as_array().unwrap();
     assert_eq!(records.len(), 2, "native and candle");
     for r in records {
+        assert_eq!(
+            (r["op"].as_str(), r["model"].as_str()),
+            (Some("fasternet"), Some("fasternet-t0"))
+        );
         // 0.3380 G against the paper's 0.34 G.
-        let flops = r["cost"]["fvcore_flops"].as_u64().unwrap();
+        let n = &r["network"];
+        let flops = n["cost"]["fvcore_flops"].as_u64().unwrap();
         assert!((337_000_000..339_000_000).contains(&flops), "{flops}");
-        assert!(r["flops_vs_paper"].as_f64().unwrap().abs() < 0.01);
+        assert!(n["flops_vs_paper"].as_f64().unwrap().abs() < 0.01);
+        assert_eq!(r["cost"]["macs"], n["cost"]["conv_linear_macs"]);
         assert!(r["verification"]["max_rel_err"].as_f64().unwrap() < 1e-4);
-        // Verified at the timed resolution, on the kernels it was timed on.
-        assert_eq!(r["verification"]["resolution"], 224);
+        // Verified at the timed resolution and batch, on the kernels it was timed on.
+        assert_eq!(r["verification"]["input"], "1x3x224x224");
         let path = r["kernel_path"].as_str().unwrap();
         assert_eq!(r["verification"]["kernel_path"].as_str(), Some(path), "{r}");
         assert_eq!(r["implementation"] == "candle", path == "candle", "{r}");
         let samples = r["samples_ms"].as_array().unwrap();
         assert!(samples.len() >= 10 && r["stats"]["median_ms"].as_f64().unwrap() > 0.0);
-        assert_eq!(r["act"], "gelu");
+        assert_eq!(n["act"], "gelu");
     }
     // At another resolution there is no paper figure to compare with.
     let out = run(&quick_model_args(
         js,
-        &["fasternet-t2", "--resolution", "128", "--impl", "native"],
+        &[
+            "fasternet-t2",
+            "--resolution",
+            "128",
+            "--impl",
+            "native",
+            "--batch",
+            "3",
+        ],
     ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = read_json(&j);
-    assert!(v["records"][0]["flops_vs_paper"].is_null());
-    assert_eq!(v["records"][0]["verification"]["resolution"], 128);
-    assert_eq!(v["records"][0]["act"], "relu");
-    // report and compare say what such a file is instead of failing to parse it.
-    let out = run(&["report", js]);
-    assert_bad_input(
-        &out,
-        "report of a model file",
-        "`pconv-bench model` results",
+    let r = &v["records"][0];
+    assert!(r["network"]["flops_vs_paper"].is_null());
+    assert_eq!(r["verification"]["input"], "3x3x128x128");
+    assert!(
+        r["verification"]["checks"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("images [0, 1, 2] of 3"),
+        "{r}"
     );
+    assert_eq!(r["network"]["act"], "relu");
+    // The file is an ordinary results file: report renders it, compare compares it with
+    // itself (no change), so CI can gate on whole-network latency.
+    let out = run(&["report", js]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Whole networks"), "{}", stdout(&out));
+    let out = run(&["compare", js, js]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("fasternet-t2"), "{}", stdout(&out));
+    // A file in the layout older versions wrote is named as such.
+    let old = dir.path().join("old.json");
+    std::fs::copy("tests/golden/fasternet-t0.json", &old).unwrap();
+    let mut value = read_json(&old);
+    value["schema_version"] = 1.into();
+    value["mode"] = "model".into();
+    value["tool"] = serde_json::json!({"name": "pconv-bench"});
+    std::fs::write(&old, value.to_string()).unwrap();
+    let out = run(&["report", old.to_str().unwrap()]);
+    assert_bad_input(&out, "an old model file", "older pconv-bench");
 }
 
 #[test]

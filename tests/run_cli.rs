@@ -274,8 +274,28 @@ fn the_json_docs_document_every_field() {
     ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = read_json(&j);
+    // A `model` file is an ordinary results file with whole-network records.
+    let m = dir.path().join("model.json");
+    let out = run(&[
+        "model",
+        "fasternet-t0",
+        "--resolution",
+        "96",
+        "--impl",
+        "native",
+        "--warmup-time",
+        "0",
+        "--measure-time",
+        "0",
+        "--quiet",
+        "--json",
+        m.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let model = read_json(&m);
     let mut fields = Vec::new();
     flatten("", &v, &mut fields);
+    flatten("", &model, &mut fields);
     let docs = std::fs::read_to_string("docs/json.md").unwrap();
     let section = |name: &str| -> &str {
         docs.split(&format!("\n## {name}\n"))
@@ -319,7 +339,12 @@ fn the_json_docs_document_every_field() {
     }
     // Every field a records-table row names exists in the records of this run.
     let record = &v["records"][0];
-    let all_records = v["records"].as_array().unwrap();
+    let all_records: Vec<&serde_json::Value> = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(model["records"].as_array().unwrap())
+        .collect();
     for line in section("records").lines().filter(|l| l.starts_with("| `")) {
         let first = line.split('|').nth(1).unwrap();
         for name in first.split('`').skip(1).step_by(2) {

@@ -1,10 +1,10 @@
-//! What `run` and `sweep` share: suite -> points -> verified, timed records -> table, JSON,
-//! figures. Every input is checked before the first measurement.
+//! What `run`, `sweep` and `model` share: suite -> points -> verified, timed records ->
+//! table, JSON, figures. Every input is checked before the first measurement.
 
 use std::path::{Path, PathBuf};
 
 use crate::bench::{self, Context};
-use crate::cli::MeasureArgs;
+use crate::cli::{RunOptions, SuiteArgs};
 use crate::config::{self, Suite};
 use crate::error::{exit, Error, Result};
 use crate::measure::Budget;
@@ -23,12 +23,22 @@ pub const MAX_POINTS_WITHOUT_YES: usize = 2000;
 /// estimate printed before a sweep.
 const OVERHEAD_S: f64 = 0.3;
 
-/// One invocation of `run` or `sweep`.
+/// Where a job's suite comes from.
+pub enum SuiteFrom<'a> {
+    /// A config file (the built-in one without --config) with command-line overrides.
+    Config {
+        args: &'a SuiteArgs,
+        builtin: (&'a str, &'a str),
+    },
+    /// A suite the command built from its own arguments (`model`), and how to name it.
+    Built { suite: Box<Suite>, source: String },
+}
+
+/// One invocation of `run`, `sweep` or `model`.
 pub struct Job<'a> {
-    pub args: &'a MeasureArgs,
+    pub suite: SuiteFrom<'a>,
+    pub args: &'a RunOptions,
     pub mode: Mode,
-    /// The built-in suite used without --config.
-    pub builtin: (&'a str, &'a str),
     pub resume: Option<&'a Path>,
     pub yes: bool,
     pub argv: Vec<String>,
@@ -124,11 +134,22 @@ fn human_duration(s: f64) -> String {
 
 pub fn execute(job: Job) -> Result<i32> {
     let args = job.args;
-    let loaded = config::load_or(args.suite.config.as_deref(), job.builtin)?;
-    let suite = loaded
-        .suite
-        .clone()
-        .with_overrides(args.suite.overrides())?;
+    let (loaded, suite) = match job.suite {
+        SuiteFrom::Config { args, builtin } => {
+            let loaded = config::load_or(args.config.as_deref(), builtin)?;
+            let suite = loaded.suite.clone().with_overrides(args.overrides())?;
+            (loaded, suite)
+        }
+        SuiteFrom::Built { suite, source } => {
+            suite.validate().map_err(|e| Error::Invalid(e.message))?;
+            let loaded = config::LoadedSuite {
+                suite: (*suite).clone(),
+                references: Vec::new(),
+                source,
+            };
+            (loaded, *suite)
+        }
+    };
     let mut points = plan::expand(&suite);
     for p in &points {
         p.spec.validate()?;
@@ -213,7 +234,13 @@ pub fn execute(job: Job) -> Result<i32> {
         candle_core::cuda::set_gemm_reduced_precision_f32(suite.tf32);
         let cpu_only = points.iter().find(|p| {
             p.implementation == crate::ops::Implementation::Native
-                && (p.spec.kind == crate::ops::OpKind::FasterNetBlock || p.spec.is_c2f())
+                && matches!(
+                    p.spec.kind,
+                    crate::ops::OpKind::FasterNetBlock
+                        | crate::ops::OpKind::C2f
+                        | crate::ops::OpKind::C2fFaster
+                        | crate::ops::OpKind::FasterNet
+                )
         });
         if let Some(p) = cpu_only {
             return Err(Error::Unsupported(format!(

@@ -8,8 +8,8 @@ use rand::Rng;
 use super::native::gemm_conv::pointwise;
 use super::native::{self, NativeLayer};
 use super::{
-    pconv, tensor_from, Act, Copies, Dtype, Implementation, LayerCost, LayerWeights, OpKind,
-    OpSpec, Stack,
+    pconv, tensor_from, Act, ConvBias, Copies, Dtype, Implementation, LayerCost, LayerWeights,
+    OpKind, OpSpec, Stack,
 };
 use crate::error::{Error, Result};
 
@@ -19,6 +19,35 @@ pub const DEFAULT_EXPANSION: usize = 2;
 const BN_EPS: f32 = 1e-5;
 /// Weight sets per block: PConv, first PWConv (BN folded), its bias, second PWConv.
 pub const WEIGHT_SETS: usize = 4;
+
+/// One block's weights by name: `S` is a `LayerWeights` when building, a widened `Vec<f64>`
+/// for the reference.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockWeights<T> {
+    /// The PConv's (c_p, c_p, k, k).
+    pub pconv: T,
+    /// The first PWConv (e·c, c, 1, 1) with BN folded, and its bias (e·c).
+    pub fc1: ConvBias<T>,
+    /// The second PWConv (c, e·c, 1, 1).
+    pub fc2: T,
+}
+
+impl<'a, S> BlockWeights<&'a S> {
+    /// Names the `WEIGHT_SETS` sets of one block, in the order `random_weights` draws them.
+    pub fn of(sets: &'a [S]) -> Self {
+        match sets {
+            [pconv, weight, bias, fc2] => BlockWeights {
+                pconv,
+                fc1: ConvBias { weight, bias },
+                fc2,
+            },
+            _ => panic!(
+                "a FasterNet block has {WEIGHT_SETS} weight sets, not {}",
+                sets.len()
+            ),
+        }
+    }
+}
 
 fn expansion(spec: &OpSpec) -> usize {
     spec.expansion.unwrap_or(DEFAULT_EXPANSION)
@@ -148,29 +177,34 @@ pub fn random_weights(spec: &OpSpec, rng: &mut impl Rng) -> Vec<LayerWeights> {
 
 /// f64 reference of one block; `w` are the weight sets of `random_weights` (dtype-rounded).
 pub fn reference(spec: &OpSpec, w: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
+    reference_named(spec, BlockWeights::of(w), x, n)
+}
+
+/// f64 reference of one block from its named weights.
+pub fn reference_named(spec: &OpSpec, w: BlockWeights<&Vec<f64>>, x: &[f64], n: usize) -> Vec<f64> {
     let (c, hw) = (spec.map.c, spec.map.h * spec.map.w);
     let hidden = c * expansion(spec);
     let a = act(spec);
-    let t = crate::ops::reference::reference_forward(&pconv_part(spec), &w[0], x, n);
+    let t = crate::ops::reference::reference_forward(&pconv_part(spec), w.pconv, x, n);
     let mut out = x.to_vec();
     for b in 0..n {
         let tb = &t[b * c * hw..][..c * hw];
         let mut h = vec![0.0; hidden * hw];
         for o in 0..hidden {
             for i in 0..c {
-                let wv = w[1][o * c + i];
+                let wv = w.fc1.weight[o * c + i];
                 for p in 0..hw {
                     h[o * hw + p] += wv * tb[i * hw + p];
                 }
             }
             for v in &mut h[o * hw..][..hw] {
-                *v = a.apply_f64(*v + w[2][o]);
+                *v = a.apply_f64(*v + w.fc1.bias[o]);
             }
         }
         let ob = &mut out[b * c * hw..][..c * hw];
         for o in 0..c {
             for i in 0..hidden {
-                let wv = w[3][o * hidden + i];
+                let wv = w.fc2[o * hidden + i];
                 for p in 0..hw {
                     ob[o * hw + p] += wv * h[i * hw + p];
                 }
@@ -260,31 +294,32 @@ impl Module for NativeBlock {
     }
 }
 
-/// One block on the native kernels, from its `WEIGHT_SETS` weight sets.
-pub(crate) fn native_block(spec: &OpSpec, w: &[LayerWeights]) -> NativeBlock {
+/// One block on the native kernels.
+pub(crate) fn native_block(spec: &OpSpec, w: BlockWeights<&LayerWeights>) -> NativeBlock {
     NativeBlock {
-        pconv: NativeLayer::new(&pconv_part(spec), &w[0]),
-        w1: w[1].data.clone(),
-        b1: w[2].data.clone(),
-        w2: w[3].data.clone(),
+        pconv: NativeLayer::new(&pconv_part(spec), w.pconv),
+        w1: w.fc1.weight.data.clone(),
+        b1: w.fc1.bias.data.clone(),
+        w2: w.fc2.data.clone(),
         act: act(spec),
         hidden: spec.map.c * expansion(spec),
     }
 }
 
-/// One block on stock candle ops, from its `WEIGHT_SETS` weight sets.
+/// One block on stock candle ops.
 pub(crate) fn candle_block(
     spec: &OpSpec,
-    w: &[LayerWeights],
+    w: BlockWeights<&LayerWeights>,
     device: &Device,
     dtype: Dtype,
 ) -> Result<CandleBlock> {
     let t = |lw: &LayerWeights, shape: &[usize]| tensor_from(lw.data.clone(), shape, device, dtype);
+    let bias = w.fc1.bias;
     Ok(CandleBlock {
-        pconv: pconv::CandlePConv::new(&pconv_part(spec), t(&w[0], &w[0].shape)?),
-        w1: t(&w[1], &w[1].shape)?,
-        b1: t(&w[2], &[1, w[2].data.len(), 1, 1])?,
-        w2: t(&w[3], &w[3].shape)?,
+        pconv: pconv::CandlePConv::new(&pconv_part(spec), t(w.pconv, &w.pconv.shape)?),
+        w1: t(w.fc1.weight, &w.fc1.weight.shape)?,
+        b1: t(bias, &[1, bias.data.len(), 1, 1])?,
+        w2: t(w.fc2, &w.fc2.shape)?,
         act: act(spec),
     })
 }
@@ -309,9 +344,9 @@ pub fn build(
     let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::new();
     for w in weights.chunks(WEIGHT_SETS) {
         layers.push(match implementation {
-            Implementation::Native => Box::new(native_block(spec, w)),
+            Implementation::Native => Box::new(native_block(spec, BlockWeights::of(w))),
             Implementation::Candle | Implementation::Torch => {
-                Box::new(candle_block(spec, w, device, dtype)?)
+                Box::new(candle_block(spec, BlockWeights::of(w), device, dtype)?)
             }
         });
     }
@@ -349,6 +384,7 @@ mod tests {
             expansion: Some(2),
             act: Some(Act::Relu),
             bottlenecks: None,
+            model: None,
             map: "64x8x8".parse().unwrap(),
         };
         let c = cost(&spec);

@@ -12,12 +12,12 @@
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Shape, Tensor};
 use rand::Rng;
 
-use super::block::{self, candle_act, NativeBlock};
+use super::block::{self, candle_act, BlockWeights, NativeBlock};
 use super::native::gemm_conv::pointwise;
 use super::native::{self, NativeLayer};
 use super::{
-    tensor_from, Act, Copies, Dtype, FeatureMap, Implementation, LayerCost, LayerWeights, OpKind,
-    OpSpec, Stack,
+    tensor_from, Act, ConvBias, Copies, Dtype, FeatureMap, Implementation, LayerCost, LayerWeights,
+    OpKind, OpSpec, Stack,
 };
 use crate::error::{Error, Result};
 
@@ -36,6 +36,53 @@ fn bottleneck_count(spec: &OpSpec) -> usize {
 /// Weight sets per C2f: cv1 (weight, bias), four per bottleneck, cv2 (weight, bias).
 pub fn weight_sets(spec: &OpSpec) -> usize {
     4 + 4 * bottleneck_count(spec)
+}
+
+/// One C2f's weights by name (`S` as in `block::BlockWeights`).
+pub struct C2fWeights<'a, S> {
+    /// cv1, the 1x1 Conv c -> 2·c_.
+    pub cv1: ConvBias<&'a S>,
+    /// Each bottleneck's four sets: `c2f`'s two k x k Convs ([`conv_pair`]), or
+    /// `c2f_faster`'s FasterNet block (`block::BlockWeights::of`).
+    pub m: Vec<&'a [S]>,
+    /// cv2, the 1x1 Conv (2 + n)·c_ -> c.
+    pub cv2: ConvBias<&'a S>,
+}
+
+impl<'a, S> C2fWeights<'a, S> {
+    /// Names one C2f's sets, in the order `random_weights` draws them.
+    pub fn of(sets: &'a [S]) -> Self {
+        let conv = |s: &'a [S]| ConvBias {
+            weight: &s[0],
+            bias: &s[1],
+        };
+        assert!(
+            sets.len() >= 8 && sets.len().is_multiple_of(4),
+            "a C2f has 4 + 4·n weight sets, not {}",
+            sets.len()
+        );
+        let (cv1, rest) = sets.split_at(2);
+        let (m, cv2) = rest.split_at(rest.len() - 2);
+        C2fWeights {
+            cv1: conv(cv1),
+            m: m.chunks(4).collect(),
+            cv2: conv(cv2),
+        }
+    }
+}
+
+/// A `c2f` bottleneck's two k x k Convs, each with its bias, by name.
+pub fn conv_pair<S>(s: &[S]) -> [ConvBias<&S>; 2] {
+    [
+        ConvBias {
+            weight: &s[0],
+            bias: &s[1],
+        },
+        ConvBias {
+            weight: &s[2],
+            bias: &s[3],
+        },
+    ]
 }
 
 /// The bottleneck's own spec on c_ channels: its k x k Conv (`c2f`, two per bottleneck) or
@@ -172,7 +219,8 @@ pub fn random_weights(spec: &OpSpec, rng: &mut impl Rng) -> Vec<LayerWeights> {
 }
 
 /// f64 act(W·x + b) for a 1x1 conv cin -> cout on one image of `hw` pixels.
-fn reference_pointwise(w: &[f64], b: &[f64], x: &[f64], cout: usize, hw: usize) -> Vec<f64> {
+fn reference_pointwise(wb: ConvBias<&Vec<f64>>, x: &[f64], cout: usize, hw: usize) -> Vec<f64> {
+    let (w, b) = (wb.weight, wb.bias);
     let cin = x.len() / hw;
     let mut y = vec![0.0; cout * hw];
     for (o, plane) in y.chunks_mut(hw).enumerate() {
@@ -188,11 +236,13 @@ fn reference_pointwise(w: &[f64], b: &[f64], x: &[f64], cout: usize, hw: usize) 
 }
 
 /// f64 act(conv_kxk(x) + b) for one image of c_ channels (`inner` is the Conv's spec).
-fn reference_conv(inner: &OpSpec, w: &[f64], b: &[f64], x: &[f64]) -> Vec<f64> {
+fn reference_conv(inner: &OpSpec, w: ConvBias<&Vec<f64>>, x: &[f64]) -> Vec<f64> {
     let hw = inner.map.h * inner.map.w;
-    let mut y = crate::ops::reference::reference_forward(inner, w, x, 1);
+    let mut y = crate::ops::reference::reference_forward(inner, w.weight, x, 1);
     for (o, plane) in y.chunks_mut(hw).enumerate() {
-        plane.iter_mut().for_each(|v| *v = ACT.apply_f64(*v + b[o]));
+        plane
+            .iter_mut()
+            .for_each(|v| *v = ACT.apply_f64(*v + w.bias[o]));
     }
     y
 }
@@ -201,31 +251,25 @@ fn reference_conv(inner: &OpSpec, w: &[f64], b: &[f64], x: &[f64]) -> Vec<f64> {
 /// (dtype-rounded).
 pub fn reference(spec: &OpSpec, w: &[Vec<f64>], x: &[f64], batch: usize) -> Vec<f64> {
     let (c, half, hw) = (spec.map.c, hidden(spec), spec.map.h * spec.map.w);
-    let n = bottleneck_count(spec);
+    let w = C2fWeights::of(w);
     let inner = bottleneck(spec);
     let mut out = Vec::with_capacity(x.len());
     for xb in x.chunks(c * hw).take(batch) {
-        let mut parts = reference_pointwise(&w[0], &w[1], xb, 2 * half, hw);
-        for i in 0..n {
+        let mut parts = reference_pointwise(w.cv1, xb, 2 * half, hw);
+        for (i, sets) in w.m.iter().enumerate() {
             let src = parts[(1 + i) * half * hw..].to_vec();
-            let ws = &w[2 + 4 * i..6 + 4 * i];
             let y = match spec.kind {
-                OpKind::C2fFaster => block::reference(&inner, ws, &src, 1),
+                OpKind::C2fFaster => block::reference(&inner, sets, &src, 1),
                 _ => {
-                    let t = reference_conv(&inner, &ws[0], &ws[1], &src);
-                    let t = reference_conv(&inner, &ws[2], &ws[3], &t);
+                    let [a, b] = conv_pair(sets);
+                    let t = reference_conv(&inner, a, &src);
+                    let t = reference_conv(&inner, b, &t);
                     src.iter().zip(&t).map(|(a, b)| a + b).collect()
                 }
             };
             parts.extend(y);
         }
-        out.extend(reference_pointwise(
-            &w[2 + 4 * n],
-            &w[3 + 4 * n],
-            &parts,
-            c,
-            hw,
-        ));
+        out.extend(reference_pointwise(w.cv2, &parts, c, hw));
     }
     out
 }
@@ -366,27 +410,32 @@ fn layer(
     device: &Device,
     dtype: Dtype,
 ) -> Result<Box<dyn Module + Send + Sync>> {
-    let (half, n) = (hidden(spec), bottleneck_count(spec));
+    let half = hidden(spec);
     let inner = bottleneck(spec);
-    let (cv1, m, cv2) = (&w[..2], &w[2..2 + 4 * n], &w[2 + 4 * n..]);
+    let w = C2fWeights::of(w);
     if implementation == Implementation::Native {
-        let m = m
-            .chunks(4)
-            .map(|s| match spec.kind {
-                OpKind::C2fFaster => NativeBottleneck::Faster(block::native_block(&inner, s)),
-                _ => NativeBottleneck::Conv {
-                    a: NativeLayer::new(&inner, &s[0]),
-                    ba: s[1].data.clone(),
-                    b: NativeLayer::new(&inner, &s[2]),
-                    bb: s[3].data.clone(),
-                },
-            })
-            .collect();
+        let m =
+            w.m.iter()
+                .map(|s| match spec.kind {
+                    OpKind::C2fFaster => {
+                        NativeBottleneck::Faster(block::native_block(&inner, BlockWeights::of(s)))
+                    }
+                    _ => {
+                        let [a, b] = conv_pair(s);
+                        NativeBottleneck::Conv {
+                            a: NativeLayer::new(&inner, a.weight),
+                            ba: a.bias.data.clone(),
+                            b: NativeLayer::new(&inner, b.weight),
+                            bb: b.bias.data.clone(),
+                        }
+                    }
+                })
+                .collect();
         return Ok(Box::new(NativeC2f {
-            w1: cv1[0].data.clone(),
-            b1: cv1[1].data.clone(),
-            w2: cv2[0].data.clone(),
-            b2: cv2[1].data.clone(),
+            w1: w.cv1.weight.data.clone(),
+            b1: w.cv1.bias.data.clone(),
+            w2: w.cv2.weight.data.clone(),
+            b2: w.cv2.bias.data.clone(),
             m,
             half,
         }));
@@ -394,24 +443,32 @@ fn layer(
     let t = |lw: &LayerWeights| tensor_from(lw.data.clone(), &lw.shape, device, dtype);
     let bias =
         |lw: &LayerWeights| tensor_from(lw.data.clone(), &[1, lw.shape[0], 1, 1], device, dtype);
-    let mut blocks: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(n);
-    for s in m.chunks(4) {
+    let mut blocks: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(w.m.len());
+    for s in &w.m {
         blocks.push(match spec.kind {
-            OpKind::C2fFaster => Box::new(block::candle_block(&inner, s, device, dtype)?),
-            _ => Box::new(CandleBottleneck {
-                wa: t(&s[0])?,
-                ba: bias(&s[1])?,
-                wb: t(&s[2])?,
-                bb: bias(&s[3])?,
-                padding: spec.kernel / 2,
-            }),
+            OpKind::C2fFaster => Box::new(block::candle_block(
+                &inner,
+                BlockWeights::of(s),
+                device,
+                dtype,
+            )?),
+            _ => {
+                let [a, b] = conv_pair(s);
+                Box::new(CandleBottleneck {
+                    wa: t(a.weight)?,
+                    ba: bias(a.bias)?,
+                    wb: t(b.weight)?,
+                    bb: bias(b.bias)?,
+                    padding: spec.kernel / 2,
+                })
+            }
         });
     }
     Ok(Box::new(CandleC2f {
-        w1: t(&cv1[0])?,
-        b1: bias(&cv1[1])?,
-        w2: t(&cv2[0])?,
-        b2: bias(&cv2[1])?,
+        w1: t(w.cv1.weight)?,
+        b1: bias(w.cv1.bias)?,
+        w2: t(w.cv2.weight)?,
+        b2: bias(w.cv2.bias)?,
         m: blocks,
         half,
     }))
@@ -480,6 +537,7 @@ mod tests {
             expansion: (kind == OpKind::C2fFaster).then_some(2),
             act: (kind == OpKind::C2fFaster).then_some(Act::Silu),
             bottlenecks: Some(n),
+            model: None,
             map: map.parse().unwrap(),
         }
     }

@@ -7,13 +7,14 @@
 pub mod block;
 pub mod c2f;
 mod conv;
+pub mod fasternet;
 pub mod kernel_path;
 pub mod native;
 mod pconv;
 pub mod reference;
 pub mod types;
 
-pub use types::{Act, Dtype, FeatureMap, Implementation, OpKind, PConvForward};
+pub use types::{Act, Dtype, FeatureMap, Implementation, Network, OpKind, PConvForward};
 
 use candle_core::{Device, Tensor};
 use candle_nn::Module;
@@ -47,6 +48,9 @@ pub struct OpSpec {
     /// C2f / C2f_Faster only: bottlenecks n.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bottlenecks: Option<usize>,
+    /// FasterNet classifier only: which one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<Network>,
     pub map: FeatureMap,
 }
 
@@ -90,6 +94,7 @@ impl OpSpec {
             expansion: None,
             act: None,
             bottlenecks: None,
+            model: None,
             map,
         }
     }
@@ -388,6 +393,15 @@ trait Family: Sync {
     ) -> Result<Stack>;
     /// The f64 reference of one layer on `n` images from that layer's weights.
     fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64>;
+    /// Elements of one layer's output for one image: c x h x w unless the family changes the
+    /// shape.
+    fn output_elements(&self, spec: &OpSpec) -> usize {
+        spec.map.elements()
+    }
+    /// The input batch verification runs: `n` images uniform in [-1, 1), from the seed.
+    fn verification_input(&self, spec: &OpSpec, n: usize, seed: u64) -> Vec<f32> {
+        uniform(n * spec.map.elements(), 1.0, &mut seeded_rng(seed ^ 0x5eed))
+    }
 }
 
 /// Conv, GConv, DWConv, PConv, PWConv: one convolution (PConv: on its first c_p channels).
@@ -398,6 +412,8 @@ struct Composite;
 struct Block;
 /// YOLO's C2f and C2f_Faster (ops/c2f.rs).
 struct C2f;
+/// A whole FasterNet classifier (ops/fasternet.rs).
+struct FasterNet;
 
 fn family(kind: OpKind) -> &'static dyn Family {
     match kind {
@@ -405,6 +421,7 @@ fn family(kind: OpKind) -> &'static dyn Family {
         OpKind::PConvPw | OpKind::DwPw | OpKind::GConvPw => &Composite,
         OpKind::FasterNetBlock => &Block,
         OpKind::C2f | OpKind::C2fFaster => &C2f,
+        OpKind::FasterNet => &FasterNet,
     }
 }
 
@@ -536,6 +553,57 @@ impl Family for C2f {
     }
 }
 
+impl Family for FasterNet {
+    fn validate(&self, spec: &OpSpec) -> Result<()> {
+        fasternet::validate(spec)
+    }
+    fn variant(&self, spec: &OpSpec) -> String {
+        fasternet::variant(spec)
+    }
+    fn cost(&self, spec: &OpSpec) -> LayerCost {
+        fasternet::cost(spec)
+    }
+    fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights> {
+        fasternet::random_weights(spec, rng)
+    }
+    fn build(
+        &self,
+        spec: &OpSpec,
+        implementation: Implementation,
+        weights: &[LayerWeights],
+        device: &Device,
+        dtype: Dtype,
+    ) -> Result<Stack> {
+        fasternet::build(spec, implementation, weights, device, dtype)
+    }
+    fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
+        fasternet::reference(spec, weights, x, n)
+    }
+    fn output_elements(&self, _: &OpSpec) -> usize {
+        fasternet::CLASSES
+    }
+    fn verification_input(&self, spec: &OpSpec, n: usize, seed: u64) -> Vec<f32> {
+        fasternet::random_input(spec, n, seed)
+    }
+}
+
+/// Elements of one layer's output for one image (a FasterNet's: its logits).
+pub fn output_elements(spec: &OpSpec) -> usize {
+    family(spec.kind).output_elements(spec)
+}
+
+/// The input batch verification runs for `spec`.
+pub fn verification_input(spec: &OpSpec, n: usize, seed: u64) -> Vec<f32> {
+    family(spec.kind).verification_input(spec, n, seed)
+}
+
+/// A convolution's weight and the bias its folded BN leaves, by name.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvBias<T> {
+    pub weight: T,
+    pub bias: T,
+}
+
 /// The f64 reference of one layer of `spec` on `n` images, from that layer's weights (each
 /// set widened, and rounded to the dtype under test by the caller).
 pub fn reference_layer(spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
@@ -556,6 +624,7 @@ mod tests {
             expansion: None,
             act: None,
             bottlenecks: None,
+            model: None,
             map: FeatureMap { c, h, w },
         }
     }

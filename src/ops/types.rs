@@ -88,6 +88,21 @@ word_enum!(
         /// C2f whose bottlenecks are FasterNet blocks (PConv, PWConv c/2 -> e·c/2 with BN and
         /// SiLU, PWConv back, shortcut): the usual "C2f_Faster" of YOLO PConv ports.
         C2fFaster = "c2f_faster",
+        /// A whole FasterNet classifier (stem, four stages of FasterNet blocks, merges, head)
+        /// on a 3 x R x R image: one `model`.
+        FasterNet = "fasternet",
+    }
+);
+
+word_enum!(
+    /// The FasterNet classifiers of the paper (ops/fasternet.rs has their architecture).
+    Network, "model" {
+        T0 = "fasternet-t0",
+        T1 = "fasternet-t1",
+        T2 = "fasternet-t2",
+        S = "fasternet-s",
+        M = "fasternet-m",
+        L = "fasternet-l",
     }
 );
 

@@ -39,9 +39,10 @@ pub fn read(path: &Path) -> Result<RunResult> {
                 "'{shown}' is not a pconv-bench result (no schema_version / tool.name)"
             ))
         })?;
-    if value.get("mode").and_then(|m| m.as_str()) == Some("model") {
+    if value.get("mode").and_then(|m| m.as_str()) == Some("model") && value.get("config").is_none()
+    {
         return Err(Error::Invalid(format!(
-            "'{shown}' holds `pconv-bench model` results: report and compare read the results of run and sweep"
+            "'{shown}' holds `pconv-bench model` results in the layout of an older pconv-bench: rerun `pconv-bench model --json` to get a file report and compare read"
         )));
     }
     if version > u64::from(SCHEMA_VERSION) {

@@ -6,6 +6,7 @@ pub mod csv;
 pub mod html;
 pub mod json;
 pub mod markdown;
+pub mod networks;
 pub mod plot;
 pub mod rows;
 pub mod table;

@@ -54,6 +54,7 @@ fn color(op: OpKind) -> RGBColor {
         OpKind::FasterNetBlock => RGBColor(188, 189, 34),
         OpKind::C2f => RGBColor(127, 127, 127),
         OpKind::C2fFaster => RGBColor(0, 0, 0),
+        OpKind::FasterNet => RGBColor(96, 96, 160),
     }
 }
 

@@ -10,6 +10,9 @@ pub struct TableFormat;
 impl super::Export for TableFormat {
     fn export(&self, result: &RunResult) -> String {
         let mut out = render(&rows::build(result));
+        if let Some(t) = super::networks::text(&result.records) {
+            out += &t;
+        }
         if let Some(v) = &result.verdicts {
             out += &crate::answer::text(v);
         }

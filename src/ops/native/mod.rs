@@ -287,6 +287,7 @@ mod tests {
             expansion: None,
             act: None,
             bottlenecks: None,
+            model: None,
             map: map.parse().unwrap(),
         }
     }
