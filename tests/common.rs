@@ -50,6 +50,16 @@ pub fn quick_run_args<'a>(json: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args_with_defaults("run", &defaults, extra)
 }
 
+/// A fast `model` for tests: minimal budgets. A flag in `extra` replaces the default one.
+pub fn quick_model_args<'a>(json: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let defaults = [
+        ("--warmup-time", "0"),
+        ("--measure-time", "0"),
+        ("--json", json),
+    ];
+    args_with_defaults("model", &defaults, extra)
+}
+
 /// A quick device profile (small GEMM and buffers) for the given thread counts, in `dir`.
 pub fn quick_profile(dir: &Path, threads: &str) -> PathBuf {
     let p = dir.join("profile.json");

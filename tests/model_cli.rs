@@ -4,15 +4,6 @@ mod common;
 
 use common::*;
 
-fn quick_model_args<'a>(json: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let defaults = [
-        ("--warmup-time", "0"),
-        ("--measure-time", "0"),
-        ("--json", json),
-    ];
-    args_with_defaults("model", &defaults, extra)
-}
-
 #[test]
 fn model_verifies_times_and_counts_macs_like_the_paper() {
     let dir = tempfile::tempdir().unwrap();

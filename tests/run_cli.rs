@@ -276,21 +276,10 @@ fn the_json_docs_document_every_field() {
     let v = read_json(&j);
     // A `model` file is an ordinary results file with whole-network records.
     let m = dir.path().join("model.json");
-    let out = run(&[
-        "model",
-        "fasternet-t0",
-        "--resolution",
-        "96",
-        "--impl",
-        "native",
-        "--warmup-time",
-        "0",
-        "--measure-time",
-        "0",
-        "--quiet",
-        "--json",
+    let out = run(&quick_model_args(
         m.to_str().unwrap(),
-    ]);
+        &["fasternet-t0", "--resolution", "96", "--impl", "native"],
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let model = read_json(&m);
     let mut fields = Vec::new();

@@ -2,14 +2,14 @@
 //! folded into the first PWConv for inference (a weight scale and a bias). Its forward (candle
 //! and native), cost model, weights and naive reference live here side by side.
 
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Shape, Tensor};
+use candle_core::{Device, Module, Shape, Tensor};
 use rand::Rng;
 
 use super::native::gemm_conv::pointwise;
-use super::native::{self, NativeLayer};
+use super::native::{self, Native, NativeForward, NativeLayer};
 use super::{
     pconv, tensor_from, Act, ConvBias, Copies, Dtype, Implementation, LayerCost, LayerWeights,
-    OpKind, OpSpec, Stack,
+    OpKind, OpSpec, Stack, Target,
 };
 use crate::error::{Error, Result};
 
@@ -271,26 +271,13 @@ impl NativeBlock {
     }
 }
 
-impl CustomOp1 for NativeBlock {
-    fn name(&self) -> &'static str {
-        "pconv-bench-native-fasternet-block"
-    }
+impl NativeForward for NativeBlock {
+    const NAME: &'static str = "pconv-bench-native-fasternet-block";
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = native::f32_input(storage, layout)?;
-        let (n, _, h, w) = layout.shape().dims4()?;
+    fn forward_batch(&self, x: &[f32], dims: (usize, usize, usize, usize)) -> (Vec<f32>, Shape) {
+        let (n, _, h, w) = dims;
         let out = native::with_output(x.len(), |out| self.run(x, out, n, h, w));
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
-
-impl Module for NativeBlock {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.apply_op1_no_bwd(self)
+        (out, Shape::from(dims))
     }
 }
 
@@ -334,23 +321,20 @@ pub(crate) fn copies(spec: &OpSpec, implementation: Implementation) -> Copies {
 }
 
 /// Builds `weights.len() / WEIGHT_SETS` stacked blocks.
-pub fn build(
-    spec: &OpSpec,
-    implementation: Implementation,
-    weights: &[LayerWeights],
-    device: &Device,
-    dtype: Dtype,
-) -> Result<Stack> {
+pub fn build(spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Stack> {
     let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::new();
     for w in weights.chunks(WEIGHT_SETS) {
-        layers.push(match implementation {
-            Implementation::Native => Box::new(native_block(spec, BlockWeights::of(w))),
-            Implementation::Candle | Implementation::Torch => {
-                Box::new(candle_block(spec, BlockWeights::of(w), device, dtype)?)
-            }
+        layers.push(match on.implementation {
+            Implementation::Native => Box::new(Native(native_block(spec, BlockWeights::of(w)))),
+            Implementation::Candle | Implementation::Torch => Box::new(candle_block(
+                spec,
+                BlockWeights::of(w),
+                on.device,
+                on.dtype,
+            )?),
         });
     }
-    let copies = copies(spec, implementation);
+    let copies = copies(spec, on.implementation);
     let copies = Copies {
         description: format!("{} (BN folded into the first PWConv)", copies.description),
         ..copies

@@ -9,15 +9,15 @@
 //! - `c2f_faster`: the bottleneck is a FasterNet block on c_ channels (PConv, PWConv
 //!   c_ -> e·c_ with BN and SiLU, PWConv back, shortcut), the "C2f_Faster" of YOLO ports.
 
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Shape, Tensor};
+use candle_core::{Module, Shape, Tensor};
 use rand::Rng;
 
 use super::block::{self, candle_act, BlockWeights, NativeBlock};
 use super::native::gemm_conv::pointwise;
-use super::native::{self, NativeLayer};
+use super::native::{self, Native, NativeForward, NativeLayer};
 use super::{
-    tensor_from, Act, ConvBias, Copies, Dtype, FeatureMap, Implementation, LayerCost, LayerWeights,
-    OpKind, OpSpec, Stack,
+    tensor_from, Act, ConvBias, Copies, FeatureMap, Implementation, LayerCost, LayerWeights,
+    OpKind, OpSpec, Stack, Target,
 };
 use crate::error::{Error, Result};
 
@@ -363,18 +363,11 @@ struct NativeC2f {
     half: usize,
 }
 
-impl CustomOp1 for NativeC2f {
-    fn name(&self) -> &'static str {
-        "pconv-bench-native-c2f"
-    }
+impl NativeForward for NativeC2f {
+    const NAME: &'static str = "pconv-bench-native-c2f";
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = native::f32_input(storage, layout)?;
-        let (_, c, h, w) = layout.shape().dims4()?;
+    fn forward_batch(&self, x: &[f32], dims: (usize, usize, usize, usize)) -> (Vec<f32>, Shape) {
+        let (_, c, h, w) = dims;
         let (hw, half) = (h * w, self.half);
         let cat = (2 + self.m.len()) * half;
         let out = native::with_output(x.len(), |out| {
@@ -392,24 +385,17 @@ impl CustomOp1 for NativeC2f {
                 native::bias_act(ob, &self.b2, hw, ACT);
             }
         });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
-
-impl Module for NativeC2f {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.apply_op1_no_bwd(self)
+        (out, Shape::from(dims))
     }
 }
 
 /// One C2f from its weight sets.
-fn layer(
-    spec: &OpSpec,
-    implementation: Implementation,
-    w: &[LayerWeights],
-    device: &Device,
-    dtype: Dtype,
-) -> Result<Box<dyn Module + Send + Sync>> {
+fn layer(spec: &OpSpec, w: &[LayerWeights], on: &Target) -> Result<Box<dyn Module + Send + Sync>> {
+    let Target {
+        implementation,
+        device,
+        dtype,
+    } = *on;
     let half = hidden(spec);
     let inner = bottleneck(spec);
     let w = C2fWeights::of(w);
@@ -431,14 +417,14 @@ fn layer(
                     }
                 })
                 .collect();
-        return Ok(Box::new(NativeC2f {
+        return Ok(Box::new(Native(NativeC2f {
             w1: w.cv1.weight.data.clone(),
             b1: w.cv1.bias.data.clone(),
             w2: w.cv2.weight.data.clone(),
             b2: w.cv2.bias.data.clone(),
             m,
             half,
-        }));
+        })));
     }
     let t = |lw: &LayerWeights| tensor_from(lw.data.clone(), &lw.shape, device, dtype);
     let bias =
@@ -506,20 +492,14 @@ fn copies(spec: &OpSpec, implementation: Implementation) -> Copies {
 }
 
 /// Builds `weights.len() / weight_sets(spec)` stacked C2f blocks.
-pub fn build(
-    spec: &OpSpec,
-    implementation: Implementation,
-    weights: &[LayerWeights],
-    device: &Device,
-    dtype: Dtype,
-) -> Result<Stack> {
+pub fn build(spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Stack> {
     let layers = weights
         .chunks(weight_sets(spec))
-        .map(|w| layer(spec, implementation, w, device, dtype))
+        .map(|w| layer(spec, w, on))
         .collect::<Result<Vec<_>>>()?;
     Ok(Stack {
         layers,
-        copies: copies(spec, implementation),
+        copies: copies(spec, on.implementation),
     })
 }
 

@@ -8,15 +8,15 @@
 //! 2 (c -> 2c) + BN. Head: global average pool, Conv 1x1 (8e -> 1280, no bias), the act,
 //! Linear 1280 -> 1000. Every BN is folded into its conv (inference).
 
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Shape, Tensor, D};
+use candle_core::{Device, Module, Shape, Tensor, D};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::block::{self, candle_act, BlockWeights, CandleBlock, NativeBlock};
-use super::native::{self, gemm_conv::pointwise};
+use super::native::{self, gemm_conv::pointwise, Native, NativeForward};
 use super::{
     tensor_from, uniform, Act, ConvBias, Copies, Dtype, FeatureMap, Implementation, LayerCost,
-    LayerWeights, Network, OpKind, OpSpec, PConvForward, Stack,
+    LayerWeights, Network, OpKind, OpSpec, PConvForward, Stack, Target,
 };
 use crate::error::{Error, Result};
 
@@ -461,14 +461,25 @@ impl<'a, S> FasterNetWeights<'a, S> {
     }
 }
 
+/// `make` applied to every block's spec and weights, stage by stage.
+fn per_block<T>(
+    model: &Model,
+    w: &FasterNetWeights<LayerWeights>,
+    mut make: impl FnMut(&OpSpec, BlockWeights<&LayerWeights>) -> Result<T>,
+) -> Result<Vec<Vec<T>>> {
+    w.stages
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            let spec = model.block_spec(i);
+            stage.iter().map(|b| make(&spec, *b)).collect()
+        })
+        .collect()
+}
+
 /// Builds `weights.len()` / one network's sets networks (the suite runs one layer).
-pub fn build(
-    spec: &OpSpec,
-    implementation: Implementation,
-    weights: &[LayerWeights],
-    device: &Device,
-    dtype: Dtype,
-) -> Result<Stack> {
+pub fn build(spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Stack> {
+    let (implementation, device, dtype) = (on.implementation, on.device, on.dtype);
     let model = Model::of(spec);
     let layers = weights
         .chunks(model.weight_sets())
@@ -476,7 +487,7 @@ pub fn build(
             let w = FasterNetWeights::of(&model, sets);
             Ok(match implementation {
                 Implementation::Native => {
-                    Box::new(NativeModel::new(&model, &w)) as Box<dyn Module + Send + Sync>
+                    Box::new(Native(NativeModel::new(&model, &w))) as Box<dyn Module + Send + Sync>
                 }
                 Implementation::Candle | Implementation::Torch => {
                     Box::new(CandleModel::new(&model, &w, device, dtype)?)
@@ -586,18 +597,8 @@ impl NativeModel {
         Self {
             model: *model,
             stem: PatchConv::new(w.stem),
-            blocks: w
-                .stages
-                .iter()
-                .enumerate()
-                .map(|(i, stage)| {
-                    let spec = model.block_spec(i);
-                    stage
-                        .iter()
-                        .map(|b| block::native_block(&spec, *b))
-                        .collect()
-                })
-                .collect(),
+            blocks: per_block(model, w, |spec, b| Ok(block::native_block(spec, b)))
+                .expect("building native blocks cannot fail"),
             merges: w.merges.iter().map(|m| PatchConv::new(*m)).collect(),
             head: w.head.data.clone(),
             fc: w.fc.weight.data.clone(),
@@ -637,25 +638,11 @@ impl NativeModel {
     }
 }
 
-impl CustomOp1 for NativeModel {
-    fn name(&self) -> &'static str {
-        "pconv-bench-native-fasternet"
-    }
+impl NativeForward for NativeModel {
+    const NAME: &'static str = "pconv-bench-native-fasternet";
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = native::f32_input(storage, layout)?;
-        let n = layout.shape().dims4()?.0;
-        Ok((CpuStorage::F32(self.run(x, n)), Shape::from((n, CLASSES))))
-    }
-}
-
-impl Module for NativeModel {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.apply_op1_no_bwd(self)
+    fn forward_batch(&self, x: &[f32], (n, ..): (usize, usize, usize, usize)) -> (Vec<f32>, Shape) {
+        (self.run(x, n), Shape::from((n, CLASSES)))
     }
 }
 
@@ -711,18 +698,9 @@ impl CandleModel {
         };
         Ok(Self {
             stem: CandlePatch::new(w.stem, device, dtype)?,
-            stages: w
-                .stages
-                .iter()
-                .enumerate()
-                .map(|(i, stage)| {
-                    let spec = model.block_spec(i);
-                    stage
-                        .iter()
-                        .map(|b| block::candle_block(&spec, *b, device, dtype))
-                        .collect()
-                })
-                .collect::<Result<_>>()?,
+            stages: per_block(model, w, |spec, b| {
+                block::candle_block(spec, b, device, dtype)
+            })?,
             merges: w
                 .merges
                 .iter()

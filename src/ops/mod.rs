@@ -323,24 +323,30 @@ pub fn build(
     if let Some(why) = implementation.not_runnable_here() {
         return Err(crate::error::Error::Unsupported(why));
     }
-    family(spec.kind).build(spec, implementation, weights, device, dtype)
+    let on = Target {
+        implementation,
+        device,
+        dtype,
+    };
+    family(spec.kind).build(spec, weights, &on)
 }
 
 /// Builds a single operator or a composite: each layer is the parts in a row, each part a
 /// native layer or stock candle ops.
-fn build_parts(
-    spec: &OpSpec,
-    implementation: Implementation,
-    weights: &[LayerWeights],
-    device: &Device,
-    dtype: Dtype,
-) -> Result<Stack> {
+fn build_parts(spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Stack> {
+    let Target {
+        implementation,
+        device,
+        dtype,
+    } = *on;
     let parts = spec.parts();
     let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(weights.len());
     // A composite's layer is its parts in a row: the stack runs them in order.
     for (w, part) in weights.iter().zip(parts.iter().cycle()) {
         let layer: Box<dyn Module + Send + Sync> = match (implementation, part.kind) {
-            (Implementation::Native, _) => Box::new(native::NativeLayer::new(part, w)),
+            (Implementation::Native, _) => {
+                Box::new(native::Native(native::NativeLayer::new(part, w)))
+            }
             (Implementation::Candle | Implementation::Torch, kind) => {
                 let weight = tensor_from(w.data.clone(), &w.shape, device, dtype)?;
                 match kind {
@@ -383,14 +389,7 @@ trait Family: Sync {
     /// One layer's weights.
     fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights>;
     /// The runnable stack (weights: `layers` times what `random_weights` gives).
-    fn build(
-        &self,
-        spec: &OpSpec,
-        implementation: Implementation,
-        weights: &[LayerWeights],
-        device: &Device,
-        dtype: Dtype,
-    ) -> Result<Stack>;
+    fn build(&self, spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Stack>;
     /// The f64 reference of one layer on `n` images from that layer's weights.
     fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64>;
     /// Elements of one layer's output for one image: c x h x w unless the family changes the
@@ -438,15 +437,8 @@ impl Family for Single {
     fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights> {
         vec![LayerWeights::random(spec, rng)]
     }
-    fn build(
-        &self,
-        spec: &OpSpec,
-        implementation: Implementation,
-        weights: &[LayerWeights],
-        device: &Device,
-        dtype: Dtype,
-    ) -> Result<Stack> {
-        build_parts(spec, implementation, weights, device, dtype)
+    fn build(&self, spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Stack> {
+        build_parts(spec, weights, on)
     }
     fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
         reference::reference_forward(spec, &weights[0], x, n)
@@ -477,15 +469,8 @@ impl Family for Composite {
             .map(|p| LayerWeights::random(p, rng))
             .collect()
     }
-    fn build(
-        &self,
-        spec: &OpSpec,
-        implementation: Implementation,
-        weights: &[LayerWeights],
-        device: &Device,
-        dtype: Dtype,
-    ) -> Result<Stack> {
-        build_parts(spec, implementation, weights, device, dtype)
+    fn build(&self, spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Stack> {
+        build_parts(spec, weights, on)
     }
     fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
         spec.parts()
@@ -497,88 +482,49 @@ impl Family for Composite {
     }
 }
 
-impl Family for Block {
-    fn validate(&self, spec: &OpSpec) -> Result<()> {
-        block::validate(spec)
-    }
-    fn variant(&self, spec: &OpSpec) -> String {
-        block::variant(spec)
-    }
-    fn cost(&self, spec: &OpSpec) -> LayerCost {
-        block::cost(spec)
-    }
-    fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights> {
-        block::random_weights(spec, rng)
-    }
-    fn build(
-        &self,
-        spec: &OpSpec,
-        implementation: Implementation,
-        weights: &[LayerWeights],
-        device: &Device,
-        dtype: Dtype,
-    ) -> Result<Stack> {
-        block::build(spec, implementation, weights, device, dtype)
-    }
-    fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
-        block::reference(spec, weights, x, n)
-    }
+/// A family whose functions live in one module of the same name (validate, variant, cost,
+/// random_weights, build, reference), plus any methods it overrides.
+macro_rules! family_in_module {
+    ($family:ident, $module:ident $(, $($override:tt)*)?) => {
+        impl Family for $family {
+            fn validate(&self, spec: &OpSpec) -> Result<()> {
+                $module::validate(spec)
+            }
+            fn variant(&self, spec: &OpSpec) -> String {
+                $module::variant(spec)
+            }
+            fn cost(&self, spec: &OpSpec) -> LayerCost {
+                $module::cost(spec)
+            }
+            fn random_weights(
+                &self,
+                spec: &OpSpec,
+                rng: &mut rand::rngs::StdRng,
+            ) -> Vec<LayerWeights> {
+                $module::random_weights(spec, rng)
+            }
+            fn build(&self, spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Stack> {
+                $module::build(spec, weights, on)
+            }
+            fn reference(
+                &self,
+                spec: &OpSpec,
+                weights: &[Vec<f64>],
+                x: &[f64],
+                n: usize,
+            ) -> Vec<f64> {
+                $module::reference(spec, weights, x, n)
+            }
+            $($($override)*)?
+        }
+    };
 }
 
-impl Family for C2f {
-    fn validate(&self, spec: &OpSpec) -> Result<()> {
-        c2f::validate(spec)
-    }
-    fn variant(&self, spec: &OpSpec) -> String {
-        c2f::variant(spec)
-    }
-    fn cost(&self, spec: &OpSpec) -> LayerCost {
-        c2f::cost(spec)
-    }
-    fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights> {
-        c2f::random_weights(spec, rng)
-    }
-    fn build(
-        &self,
-        spec: &OpSpec,
-        implementation: Implementation,
-        weights: &[LayerWeights],
-        device: &Device,
-        dtype: Dtype,
-    ) -> Result<Stack> {
-        c2f::build(spec, implementation, weights, device, dtype)
-    }
-    fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
-        c2f::reference(spec, weights, x, n)
-    }
-}
-
-impl Family for FasterNet {
-    fn validate(&self, spec: &OpSpec) -> Result<()> {
-        fasternet::validate(spec)
-    }
-    fn variant(&self, spec: &OpSpec) -> String {
-        fasternet::variant(spec)
-    }
-    fn cost(&self, spec: &OpSpec) -> LayerCost {
-        fasternet::cost(spec)
-    }
-    fn random_weights(&self, spec: &OpSpec, rng: &mut rand::rngs::StdRng) -> Vec<LayerWeights> {
-        fasternet::random_weights(spec, rng)
-    }
-    fn build(
-        &self,
-        spec: &OpSpec,
-        implementation: Implementation,
-        weights: &[LayerWeights],
-        device: &Device,
-        dtype: Dtype,
-    ) -> Result<Stack> {
-        fasternet::build(spec, implementation, weights, device, dtype)
-    }
-    fn reference(&self, spec: &OpSpec, weights: &[Vec<f64>], x: &[f64], n: usize) -> Vec<f64> {
-        fasternet::reference(spec, weights, x, n)
-    }
+family_in_module!(Block, block);
+family_in_module!(C2f, c2f);
+family_in_module! {
+    FasterNet,
+    fasternet,
     fn output_elements(&self, _: &OpSpec) -> usize {
         fasternet::CLASSES
     }
@@ -595,6 +541,14 @@ pub fn output_elements(spec: &OpSpec) -> usize {
 /// The input batch verification runs for `spec`.
 pub fn verification_input(spec: &OpSpec, n: usize, seed: u64) -> Vec<f32> {
     family(spec.kind).verification_input(spec, n, seed)
+}
+
+/// Where and how a stack is built.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub implementation: Implementation,
+    pub device: &'a Device,
+    pub dtype: Dtype,
 }
 
 /// A convolution's weight and the bias its folded BN leaves, by name.

@@ -210,9 +210,30 @@ pub(crate) fn f32_input<'a>(
     Ok(&data[start..end])
 }
 
-impl CustomOp1 for NativeLayer {
+/// A native forward of a whole batch: every native layer, block and network implements it,
+/// and [`Native`] makes it a candle op.
+pub(crate) trait NativeForward: Send + Sync {
+    /// The op's name for candle.
+    const NAME: &'static str;
+    /// The output of `x`, a dense (n, c, h, w) batch on the host, and its shape.
+    fn forward_batch(&self, x: &[f32], dims: (usize, usize, usize, usize)) -> (Vec<f32>, Shape);
+    /// The forward on a CUDA device, for ops that have one.
+    #[cfg(feature = "cuda")]
+    fn cuda_forward(
+        &self,
+        _storage: &candle_core::CudaStorage,
+        _layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        candle_core::bail!("{} runs on the CPU only", Self::NAME)
+    }
+}
+
+/// A [`NativeForward`] as a candle op and module (no backward).
+pub(crate) struct Native<T>(pub T);
+
+impl<T: NativeForward> CustomOp1 for Native<T> {
     fn name(&self) -> &'static str {
-        "pconv-bench-native"
+        T::NAME
     }
 
     fn cpu_fwd(
@@ -221,9 +242,8 @@ impl CustomOp1 for NativeLayer {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = f32_input(storage, layout)?;
-        let (n, _, h, w) = layout.shape().dims4()?;
-        let out = with_output(x.len(), |out| self.run(x, out, n, h, w));
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
+        let (out, shape) = self.0.forward_batch(x, layout.shape().dims4()?);
+        Ok((CpuStorage::F32(out), shape))
     }
 
     #[cfg(feature = "cuda")]
@@ -232,13 +252,32 @@ impl CustomOp1 for NativeLayer {
         storage: &candle_core::CudaStorage,
         layout: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        cuda::forward(self, storage, layout)
+        self.0.cuda_forward(storage, layout)
     }
 }
 
-impl Module for NativeLayer {
+impl<T: NativeForward> Module for Native<T> {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         x.apply_op1_no_bwd(self)
+    }
+}
+
+impl NativeForward for NativeLayer {
+    const NAME: &'static str = "pconv-bench-native";
+
+    fn forward_batch(&self, x: &[f32], dims: (usize, usize, usize, usize)) -> (Vec<f32>, Shape) {
+        let (n, _, h, w) = dims;
+        let out = with_output(x.len(), |out| self.run(x, out, n, h, w));
+        (out, Shape::from(dims))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_forward(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        cuda::forward(self, storage, layout)
     }
 }
 
