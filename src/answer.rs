@@ -105,7 +105,7 @@ pub struct Side {
 impl Side {
     fn of(r: &Record) -> Side {
         Side {
-            op: r.op,
+            op: r.spec.kind,
             variant: r.variant.clone(),
             median_ms: r.stats.median_ms,
             gmac_per_s: r.rates.gmac_per_s,
@@ -303,15 +303,15 @@ fn rivals(k: OpKind) -> &'static [OpKind] {
 /// and a C2f_Faster only with the same number of bottlenecks).
 fn setting(r: &Record) -> impl PartialEq + '_ {
     (
-        r.shape,
-        r.kernel,
+        r.spec.map,
+        r.spec.kernel,
         r.implementation,
         r.dtype,
         &r.device,
         r.batch,
         r.threads,
         r.layers,
-        r.bottlenecks,
+        r.spec.bottlenecks,
     )
 }
 
@@ -319,7 +319,7 @@ fn setting(r: &Record) -> impl PartialEq + '_ {
 fn but_forward(r: &Record) -> crate::ops::OpSpec {
     crate::ops::OpSpec {
         forward: None,
-        ..r.spec()
+        ..r.spec.clone()
     }
 }
 
@@ -350,7 +350,7 @@ pub fn answers(records: &[Record]) -> Vec<Answer> {
     let mut done = vec![false; usable.len()];
     let mut seed = 0u64;
     for (i, p) in usable.iter().enumerate() {
-        if done[i] || rivals(p.op).is_empty() {
+        if done[i] || rivals(p.spec.kind).is_empty() {
             continue;
         }
         // One answer per setting and operator settings, both forwards together.
@@ -365,7 +365,7 @@ pub fn answers(records: &[Record]) -> Vec<Answer> {
         let chosen = forwards[0];
         let other_forward = forwards
             .iter()
-            .find(|o| o.forward != chosen.forward)
+            .find(|o| o.spec.forward != chosen.spec.forward)
             .map(|o| {
                 seed += 1;
                 let slower_by = ratio(chosen, o, seed);
@@ -376,10 +376,10 @@ pub fn answers(records: &[Record]) -> Vec<Answer> {
                 }
             });
         let mut versus = Vec::new();
-        for &kind in rivals(p.op) {
+        for &kind in rivals(p.spec.kind) {
             for o in usable
                 .iter()
-                .filter(|r| r.op == kind && setting(r) == setting(p))
+                .filter(|r| r.spec.kind == kind && setting(r) == setting(p))
             {
                 seed += 1;
                 let latency_ratio = ratio(chosen, o, seed);
@@ -389,7 +389,7 @@ pub fn answers(records: &[Record]) -> Vec<Answer> {
                     latency_ratio,
                     flops_ratio: latency_ratio.scaled(macs),
                     finding: latency_ratio.finding(),
-                    in_claim: claim_rivals(p.op).contains(&kind),
+                    in_claim: claim_rivals(p.spec.kind).contains(&kind),
                 });
             }
         }
@@ -407,8 +407,8 @@ pub fn answers(records: &[Record]) -> Vec<Answer> {
             Claim::NotSettled
         };
         out.push(Answer {
-            shape: chosen.shape,
-            kernel: chosen.kernel,
+            shape: chosen.spec.map,
+            kernel: chosen.spec.kernel,
             implementation: chosen.implementation,
             dtype: chosen.dtype,
             device: chosen.device.clone(),
@@ -523,13 +523,15 @@ mod tests {
         let mut result: crate::record::RunResult =
             serde_json::from_str(include_str!("../results/cpu-xeon-2c-1t-table1.json")).unwrap();
         result.records.retain(|r| {
-            r.shape.to_string() == "96x56x56" && r.implementation == Implementation::Native
+            r.spec.map.to_string() == "96x56x56" && r.implementation == Implementation::Native
         });
         for r in &mut result.records {
-            let centre = ms(r.op, r.variant.rsplit(' ').next());
+            let centre = ms(r.spec.kind, r.variant.rsplit(' ').next());
             // 60 samples, +-2 % around the centre, a different order per record.
             r.samples_ms = (0..60)
-                .map(|i| centre * (1.0 + 0.02 * (((i * 37 + r.kernel) % 61) as f64 / 30.0 - 1.0)))
+                .map(|i| {
+                    centre * (1.0 + 0.02 * (((i * 37 + r.spec.kernel) % 61) as f64 / 30.0 - 1.0))
+                })
                 .collect();
             r.repetitions = vec![60];
             r.stats = crate::measure::Summary::from_samples(&r.samples_ms);

@@ -131,23 +131,14 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
     let stats = Summary::from_samples(&m.samples_ms);
     let rates = Rates::new(&cost, stats.median_ms, point.batch);
     Record {
-        op: spec.kind,
+        spec: spec.clone(),
         variant: spec.variant(),
-        kernel: spec.kernel,
-        groups: spec.groups,
-        n_div: spec.n_div,
         partial_channels: matches!(
             spec.kind,
             OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock | OpKind::C2fFaster
         )
         .then(|| spec.conv_channels()),
-        forward: spec.forward,
-        expansion: spec.expansion,
-        act: spec.act,
-        bottlenecks: spec.bottlenecks,
-        model: spec.model,
         network: crate::ops::fasternet::info(spec),
-        shape: spec.map,
         batch: point.batch,
         layers: ctx.layers,
         implementation: point.implementation,

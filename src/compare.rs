@@ -123,22 +123,22 @@ pub fn identity(r: &Record, tf32: bool) -> String {
     let opt = |name: &str, v: Option<String>| v.map_or(String::new(), |v| format!(" {name}={v}"));
     format!(
         "{} {} {} {} {} b{} t{} {} L{} k={}{}{}{}{}{}{}{}",
-        r.op,
+        r.spec.kind,
         r.variant,
-        r.shape,
+        r.spec.map,
         r.implementation,
         r.dtype,
         r.batch,
         r.threads,
         r.device,
         r.layers,
-        r.kernel,
-        opt("g", r.groups.map(|v| v.to_string())),
-        opt("n_div", r.n_div.map(|v| v.to_string())),
-        opt("fwd", r.forward.map(|v| v.to_string())),
-        opt("e", r.expansion.map(|v| v.to_string())),
-        opt("act", r.act.map(|v| v.to_string())),
-        opt("n", r.bottlenecks.map(|v| v.to_string())),
+        r.spec.kernel,
+        opt("g", r.spec.groups.map(|v| v.to_string())),
+        opt("n_div", r.spec.n_div.map(|v| v.to_string())),
+        opt("fwd", r.spec.forward.map(|v| v.to_string())),
+        opt("e", r.spec.expansion.map(|v| v.to_string())),
+        opt("act", r.spec.act.map(|v| v.to_string())),
+        opt("n", r.spec.bottlenecks.map(|v| v.to_string())),
         if tf32 { " tf32" } else { "" }
     )
 }
@@ -336,23 +336,23 @@ mod tests {
         let id = identity(&r, false);
         assert_ne!(id, identity(&r, true), "tf32");
         let edits: [fn(&mut Record); 7] = [
-            |r| r.kernel += 2,
-            |r| r.groups = Some(r.groups.unwrap_or(1) + 1),
-            |r| r.n_div = Some(r.n_div.unwrap_or(1) + 1),
+            |r| r.spec.kernel += 2,
+            |r| r.spec.groups = Some(r.spec.groups.unwrap_or(1) + 1),
+            |r| r.spec.n_div = Some(r.spec.n_div.unwrap_or(1) + 1),
             |r| {
-                r.forward = Some(match r.forward {
+                r.spec.forward = Some(match r.spec.forward {
                     Some(crate::ops::PConvForward::Slicing) => crate::ops::PConvForward::SplitCat,
                     _ => crate::ops::PConvForward::Slicing,
                 })
             },
-            |r| r.expansion = Some(r.expansion.unwrap_or(1) + 1),
+            |r| r.spec.expansion = Some(r.spec.expansion.unwrap_or(1) + 1),
             |r| {
-                r.act = Some(match r.act {
+                r.spec.act = Some(match r.spec.act {
                     Some(crate::ops::Act::Relu) => crate::ops::Act::Gelu,
                     _ => crate::ops::Act::Relu,
                 })
             },
-            |r| r.bottlenecks = Some(r.bottlenecks.unwrap_or(1) + 1),
+            |r| r.spec.bottlenecks = Some(r.spec.bottlenecks.unwrap_or(1) + 1),
         ];
         for (i, edit) in edits.iter().enumerate() {
             let mut other = r.clone();

@@ -7,9 +7,7 @@ use crate::config::{PaperReference, Suite};
 use crate::measure::Summary;
 use crate::metadata::{DeviceInfo, ToolInfo};
 use crate::ops::fasternet::NetworkInfo;
-use crate::ops::{
-    Copies, Dtype, FeatureMap, Implementation, Network, OpKind, OpSpec, PConvForward,
-};
+use crate::ops::{Copies, Dtype, FeatureMap, Implementation, OpKind, OpSpec};
 use crate::plan::Point;
 use crate::verify::Verification;
 
@@ -103,35 +101,18 @@ pub struct Warmup {
 /// One measured point.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    pub op: OpKind,
+    /// What was measured: `op`, `kernel`, `groups`, `n_div`, `forward`, `expansion`, `act`,
+    /// `bottlenecks`, `model`, `shape` (each only where it applies), inline in the record.
+    #[serde(flatten)]
+    pub spec: OpSpec,
     /// Human label: kernel, groups or n_div and forward.
     pub variant: String,
-    pub kernel: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub groups: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n_div: Option<usize>,
     /// c_p = c / n_div (PConv only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_channels: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forward: Option<PConvForward>,
-    /// FasterNet block only: expansion ratio of its MLP.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expansion: Option<usize>,
-    /// FasterNet block only: activation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub act: Option<crate::ops::Act>,
-    /// C2f and C2f_Faster only: bottlenecks n.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bottlenecks: Option<usize>,
-    /// FasterNet classifier only (`model`): which one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<Network>,
     /// FasterNet classifier only: its architecture and its cost as the paper counts it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkInfo>,
-    pub shape: FeatureMap,
     pub batch: usize,
     pub layers: usize,
     pub implementation: Implementation,
@@ -163,26 +144,10 @@ pub struct Record {
 }
 
 impl Record {
-    /// The spec this record measured.
-    pub fn spec(&self) -> OpSpec {
-        OpSpec {
-            kind: self.op,
-            kernel: self.kernel,
-            groups: self.groups,
-            n_div: self.n_div,
-            forward: self.forward,
-            expansion: self.expansion,
-            act: self.act,
-            bottlenecks: self.bottlenecks,
-            model: self.model,
-            map: self.shape,
-        }
-    }
-
     /// The point this record measured.
     pub fn point(&self) -> Point {
         Point {
-            spec: self.spec(),
+            spec: self.spec.clone(),
             implementation: self.implementation,
             dtype: self.dtype,
             batch: self.batch,

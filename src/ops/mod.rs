@@ -27,6 +27,8 @@ use crate::error::{CandleContext, Result};
 /// stride 1, "same" padding (k / 2), no bias.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OpSpec {
+    /// Written `op` in results files.
+    #[serde(rename = "op")]
     pub kind: OpKind,
     /// Kernel size k (k x k). Always 1 for PWConv.
     pub kernel: usize,
@@ -51,6 +53,8 @@ pub struct OpSpec {
     /// FasterNet classifier only: which one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<Network>,
+    /// Written `shape` in results files.
+    #[serde(rename = "shape")]
     pub map: FeatureMap,
 }
 

@@ -95,9 +95,9 @@ struct RowKey {
 impl RowKey {
     fn of(r: &Record) -> RowKey {
         RowKey {
-            op: r.op,
+            op: r.spec.kind,
             variant: r.variant.clone(),
-            shape: r.shape,
+            shape: r.spec.map,
             dtype: r.dtype,
             layers: r.layers,
         }
@@ -176,9 +176,9 @@ pub fn build(files: &[(PathBuf, RunResult)], paper: PaperColumns) -> Result<Rows
                 return Err(Error::Invalid(format!(
                     "'{}' holds {} {} at {} twice for one device: give each device's results once",
                     path.display(),
-                    r.op,
+                    r.spec.kind,
                     r.variant,
-                    r.shape
+                    r.spec.map
                 )));
             }
             row.cells[ci] = Some((r.stats.median_ms, r.rates.gmac_per_s));

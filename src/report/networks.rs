@@ -30,9 +30,9 @@ pub fn text(records: &[Record]) -> Option<String> {
     ]);
     for (r, n) in nets {
         let cells = vec![
-            r.model.map_or_else(String::new, |m| m.to_string()),
+            r.spec.model.map_or_else(String::new, |m| m.to_string()),
             r.implementation.to_string(),
-            format!("{}x{}", r.batch, r.shape),
+            format!("{}x{}", r.batch, r.spec.map),
             format!("{:.2}", n.cost.params as f64 / 1e6),
             format!("{:.4}", n.cost.fvcore_flops as f64 / 1e9),
             format!("{:.2}", n.paper_gflops),

@@ -60,21 +60,23 @@ fn color(op: OpKind) -> RGBColor {
 
 /// A short point label: the variant without the obvious.
 fn short(r: &Record) -> String {
-    match r.op {
-        OpKind::GConv | OpKind::GConvPw => format!("g{} k{}", r.groups.unwrap_or(0), r.kernel),
-        OpKind::C2f => format!("n={} k{}", r.bottlenecks.unwrap_or(1), r.kernel),
+    match r.spec.kind {
+        OpKind::GConv | OpKind::GConvPw => {
+            format!("g{} k{}", r.spec.groups.unwrap_or(0), r.spec.kernel)
+        }
+        OpKind::C2f => format!("n={} k{}", r.spec.bottlenecks.unwrap_or(1), r.spec.kernel),
         OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock | OpKind::C2fFaster => format!(
             "n{} k{}{}",
-            r.n_div.unwrap_or(0),
-            r.kernel,
-            if r.forward == Some(PConvForward::Slicing) {
+            r.spec.n_div.unwrap_or(0),
+            r.spec.kernel,
+            if r.spec.forward == Some(PConvForward::Slicing) {
                 " s"
             } else {
                 ""
             }
         ),
         OpKind::PWConv => "1x1".into(),
-        _ => format!("k{}", r.kernel),
+        _ => format!("k{}", r.spec.kernel),
     }
 }
 
@@ -159,9 +161,9 @@ pub struct Tip {
 fn tip_text(r: &Record) -> String {
     format!(
         "{} {} at {} ({}, batch {}, {} thread{}): {:.3} ms, {:.1} GMAC/s",
-        r.op,
+        r.spec.kind,
         r.variant,
-        r.shape,
+        r.spec.map,
         r.implementation,
         r.batch,
         r.threads,
@@ -242,7 +244,11 @@ fn scatter_by_op<'a, 'b: 'a>(
             .collect(),
     );
     for op in OpKind::ALL {
-        let pts: Vec<&Record> = recs.iter().copied().filter(|r| r.op == *op).collect();
+        let pts: Vec<&Record> = recs
+            .iter()
+            .copied()
+            .filter(|r| r.spec.kind == *op)
+            .collect();
         if pts.is_empty() {
             continue;
         }
@@ -305,7 +311,7 @@ fn latency_vs_macs(area: &Area, recs: &[&Record], many_shapes: bool, tips: &mut 
         .map_err(err)?;
     let label = |r: &Record| {
         if many_shapes {
-            format!("{} c{}", short(r), r.shape.c)
+            format!("{} c{}", short(r), r.spec.map.c)
         } else {
             short(r)
         }
@@ -324,7 +330,7 @@ fn latency_vs_macs(area: &Area, recs: &[&Record], many_shapes: bool, tips: &mut 
 fn at<'a>(recs: &[&'a Record], map: FeatureMap, kernel: usize) -> Vec<&'a Record> {
     recs.iter()
         .copied()
-        .filter(|r| r.shape == map && r.kernel == kernel)
+        .filter(|r| r.spec.map == map && r.spec.kernel == kernel)
         .collect()
 }
 
@@ -332,13 +338,13 @@ fn gmacs_vs_ratio(area: &Area, recs: &[&Record], map: FeatureMap, kernel: usize)
     let here = at(recs, map, kernel);
     let ymax = here
         .iter()
-        .filter(|r| r.op != OpKind::PWConv)
+        .filter(|r| r.spec.kind != OpKind::PWConv)
         .map(|r| r.rates.gmac_per_s)
         .fold(1.0, f64::max);
     // x is log2(n_div or groups), labelled with the value itself.
     let xmax = here
         .iter()
-        .filter_map(|r| r.n_div.or(r.groups))
+        .filter_map(|r| r.spec.n_div.or(r.spec.groups))
         .map(|v| (v as f64).log2())
         .fold(2.0, f64::max)
         + 0.5;
@@ -395,8 +401,8 @@ fn gmacs_vs_ratio(area: &Area, recs: &[&Record], map: FeatureMap, kernel: usize)
     for fwd in [PConvForward::SplitCat, PConvForward::Slicing] {
         let pts = here
             .iter()
-            .filter(|r| r.op == OpKind::PConv && r.forward == Some(fwd))
-            .map(|r| (log2(r.n_div), r.rates.gmac_per_s))
+            .filter(|r| r.spec.kind == OpKind::PConv && r.spec.forward == Some(fwd))
+            .map(|r| (log2(r.spec.n_div), r.rates.gmac_per_s))
             .collect();
         line(
             format!("pconv {fwd}"),
@@ -407,12 +413,12 @@ fn gmacs_vs_ratio(area: &Area, recs: &[&Record], map: FeatureMap, kernel: usize)
     }
     let pts = here
         .iter()
-        .filter(|r| r.op == OpKind::GConv)
-        .map(|r| (log2(r.groups), r.rates.gmac_per_s))
+        .filter(|r| r.spec.kind == OpKind::GConv)
+        .map(|r| (log2(r.spec.groups), r.rates.gmac_per_s))
         .collect();
     line("gconv".into(), OpKind::GConv, pts, false)?;
     for op in [OpKind::Conv, OpKind::DWConv] {
-        if let Some(r) = here.iter().find(|r| r.op == op) {
+        if let Some(r) = here.iter().find(|r| r.spec.kind == op) {
             let y = r.rates.gmac_per_s;
             line(
                 format!("{op} (reference)"),
@@ -436,10 +442,10 @@ fn latency_vs_kernel(area: &Area, recs: &[&Record], map: FeatureMap) -> Draw {
     let here: Vec<&Record> = recs
         .iter()
         .copied()
-        .filter(|r| r.shape == map && r.op != OpKind::PWConv)
+        .filter(|r| r.spec.map == map && r.spec.kind != OpKind::PWConv)
         .collect();
-    let kmax = here.iter().map(|r| r.kernel).max().unwrap_or(3) as f64;
-    let mut kernels: Vec<f64> = here.iter().map(|r| r.kernel as f64).collect();
+    let kmax = here.iter().map(|r| r.spec.kernel).max().unwrap_or(3) as f64;
+    let mut kernels: Vec<f64> = here.iter().map(|r| r.spec.kernel as f64).collect();
     kernels.sort_by(f64::total_cmp);
     kernels.dedup();
     let (y0, y1) = log_range(here.iter().map(|r| r.stats.median_ms), 1.5);
@@ -477,7 +483,7 @@ fn latency_vs_kernel(area: &Area, recs: &[&Record], map: FeatureMap) -> Draw {
     let first = |f: fn(&Record) -> Option<usize>, op: OpKind, prefer: usize| {
         let vals: Vec<usize> = here
             .iter()
-            .filter(|r| r.op == op)
+            .filter(|r| r.spec.kind == op)
             .filter_map(|r| f(r))
             .collect();
         if vals.contains(&prefer) {
@@ -486,11 +492,11 @@ fn latency_vs_kernel(area: &Area, recs: &[&Record], map: FeatureMap) -> Draw {
             vals.first().copied()
         }
     };
-    let groups = first(|r| r.groups, OpKind::GConv, 16);
-    let n_div = first(|r| r.n_div, OpKind::PConv, 4);
+    let groups = first(|r| r.spec.groups, OpKind::GConv, 16);
+    let n_div = first(|r| r.spec.n_div, OpKind::PConv, 4);
     let fwd = if here
         .iter()
-        .any(|r| r.forward == Some(PConvForward::SplitCat))
+        .any(|r| r.spec.forward == Some(PConvForward::SplitCat))
     {
         PConvForward::SplitCat
     } else {
@@ -499,10 +505,12 @@ fn latency_vs_kernel(area: &Area, recs: &[&Record], map: FeatureMap) -> Draw {
     for op in [OpKind::Conv, OpKind::GConv, OpKind::DWConv, OpKind::PConv] {
         let mut pts: Vec<(f64, f64)> = here
             .iter()
-            .filter(|r| r.op == op)
-            .filter(|r| op != OpKind::GConv || r.groups == groups)
-            .filter(|r| op != OpKind::PConv || (r.n_div == n_div && r.forward == Some(fwd)))
-            .map(|r| (r.kernel as f64, r.stats.median_ms))
+            .filter(|r| r.spec.kind == op)
+            .filter(|r| op != OpKind::GConv || r.spec.groups == groups)
+            .filter(|r| {
+                op != OpKind::PConv || (r.spec.n_div == n_div && r.spec.forward == Some(fwd))
+            })
+            .map(|r| (r.spec.kernel as f64, r.stats.median_ms))
             .collect();
         if pts.is_empty() {
             continue;
@@ -565,13 +573,13 @@ pub fn render_svg(result: &RunResult) -> Result<String> {
     };
     let mut shapes: Vec<FeatureMap> = Vec::new();
     for r in &recs {
-        if !shapes.contains(&r.shape) {
-            shapes.push(r.shape);
+        if !shapes.contains(&r.spec.map) {
+            shapes.push(r.spec.map);
         }
     }
     let kernel = recs
         .iter()
-        .map(|r| r.kernel)
+        .map(|r| r.spec.kernel)
         .filter(|&k| k > 1)
         .min()
         .unwrap_or(3);
@@ -708,7 +716,7 @@ pub fn render_roofline_svg(result: &RunResult) -> Result<String> {
                         r.rates.gflop_per_s,
                     )
                 },
-                |r| format!("{} c{}", short(r), r.shape.c),
+                |r| format!("{} c{}", short(r), r.spec.map.c),
                 SeriesLabelPosition::LowerRight,
                 &mut tips,
             )?;

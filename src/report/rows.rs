@@ -57,12 +57,12 @@ fn native_over_candle(records: &[Record], r: &Record) -> Option<f64> {
 /// Conv median / this record's median: the speed-up over a regular convolution at the same
 /// shape, implementation, dtype, batch, threads and device (same kernel size, else 3x3).
 pub fn speedup_vs_conv(records: &[Record], r: &Record) -> Option<f64> {
-    if r.op == OpKind::Conv {
+    if r.spec.kind == OpKind::Conv {
         return None;
     }
     let same = |o: &&Record| {
-        o.op == OpKind::Conv
-            && o.shape == r.shape
+        o.spec.kind == OpKind::Conv
+            && o.spec.map == r.spec.map
             && o.implementation == r.implementation
             && o.dtype == r.dtype
             && o.batch == r.batch
@@ -73,8 +73,8 @@ pub fn speedup_vs_conv(records: &[Record], r: &Record) -> Option<f64> {
     let conv = records
         .iter()
         .filter(same)
-        .find(|o| o.kernel == r.kernel)
-        .or_else(|| records.iter().filter(same).find(|o| o.kernel == 3))?;
+        .find(|o| o.spec.kernel == r.spec.kernel)
+        .or_else(|| records.iter().filter(same).find(|o| o.spec.kernel == 3))?;
     Some(conv.stats.median_ms / r.stats.median_ms)
 }
 
@@ -87,15 +87,15 @@ fn varies<T: PartialEq>(records: &[Record], f: impl Fn(&Record) -> T) -> bool {
 pub fn ordered(result: &RunResult) -> Vec<&Record> {
     let mut v: Vec<&Record> = result.records.iter().collect();
     if result.mode == crate::record::Mode::Sweep {
-        let op_rank = |r: &Record| OpKind::ALL.iter().position(|o| *o == r.op);
+        let op_rank = |r: &Record| OpKind::ALL.iter().position(|o| *o == r.spec.kind);
         v.sort_by_key(|r| {
             (
-                r.shape,
+                r.spec.map,
                 op_rank(r),
-                r.kernel,
-                r.groups,
-                r.n_div,
-                r.forward,
+                r.spec.kernel,
+                r.spec.groups,
+                r.spec.n_div,
+                r.spec.forward,
                 r.implementation,
             )
         });
@@ -162,10 +162,10 @@ pub fn build(result: &RunResult) -> Rows {
     let mut rows = Vec::new();
     for r in ordered(result) {
         let mut row = vec![
-            r.op.to_string(),
+            r.spec.kind.to_string(),
             r.variant.clone(),
             r.implementation.to_string(),
-            r.shape.to_string(),
+            r.spec.map.to_string(),
         ];
         if show_dtype {
             row.push(r.dtype.to_string());
@@ -180,10 +180,10 @@ pub fn build(result: &RunResult) -> Rows {
         let noisy = if r.stats.noisy { " noisy" } else { "" };
         any_noisy |= r.stats.noisy;
         if r.cost.copy_bytes > 0 {
-            let forward = r.forward.map_or_else(String::new, |f| format!(" {f}"));
+            let forward = r.spec.forward.map_or_else(String::new, |f| format!(" {f}"));
             let note = format!(
                 "{}{forward} ({}): {}",
-                r.op, r.implementation, r.cost.copies
+                r.spec.kind, r.implementation, r.cost.copies
             );
             if !copy_notes.contains(&note) {
                 copy_notes.push(note);
