@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::measure::{self, Budget, Summary};
-use crate::metadata::{DeviceInfo, ToolInfo};
+use crate::metadata::{self, DeviceInfo, ToolInfo};
 use crate::ops::native::gemm_conv::{matmul, Gemm};
+use crate::ops::Dtype;
+use crate::output::Output;
 
 pub const PROFILE_KIND: &str = "pconv-bench-profile";
 pub const PROFILE_SCHEMA_VERSION: u32 = 1;
@@ -310,6 +313,78 @@ pub fn check_matches(
     Ok(())
 }
 
+/// Measures the ceilings at each thread count.
+pub fn measure_profile(
+    device: DeviceSpec,
+    threads: &[usize],
+    sizes: Sizes,
+    budget: &Budget,
+    quiet: bool,
+) -> Result<Profile> {
+    if device != DeviceSpec::Cpu {
+        crate::device::open(device)?; // says how to build for CUDA
+        return Err(Error::Unsupported(format!(
+            "calibrate supports --device cpu in this version, not '{device}'"
+        )));
+    }
+    let mut ceilings = Vec::new();
+    for &t in threads {
+        if !quiet {
+            eprintln!(
+                "calibrating {t} thread(s): sgemm {0}^3, copy and read of {1} MiB ...",
+                sizes.gemm,
+                sizes.buffer_bytes >> 20
+            );
+        }
+        let pool = crate::device::pin_threads(t)?;
+        ceilings.push(pool.install(|| calibrate_cpu(t, sizes, budget)));
+    }
+    Ok(Profile {
+        kind: PROFILE_KIND.into(),
+        schema_version: PROFILE_SCHEMA_VERSION,
+        tool: ToolInfo::current(),
+        created_at: metadata::now_rfc3339(),
+        device: crate::device::info(device),
+        dtype: Dtype::F32.to_string(),
+        ceilings,
+    })
+}
+
+fn show(c: &Ceiling) -> String {
+    if c.stable {
+        format!("{:.1} {}", c.value, c.unit)
+    } else {
+        format!(
+            "unstable (relative IQR {:.0}% > 10%; median {:.1} {}, not to be trusted)",
+            c.stats.rel_iqr * 100.0,
+            c.value,
+            c.unit
+        )
+    }
+}
+
+/// The profile as text for people.
+pub fn describe(p: &Profile) -> String {
+    let mut out = format!("{} ({}), {}\n", p.device.name, p.device.kind, p.dtype);
+    for c in &p.ceilings {
+        out += &format!(
+            "  {} thread(s): compute {} = {}; copy bandwidth {}; read bandwidth {}; ridge point {:.1} FLOP/byte\n",
+            c.threads,
+            show(&c.compute),
+            if c.compute.stable { format!("{:.1} GMAC/s", c.compute.value / 2.0) } else { "-".into() },
+            show(&c.copy),
+            show(&c.read),
+            c.compute.value / c.copy.value
+        );
+    }
+    out
+}
+
+pub fn save(out: &Output, profile: &Profile) -> Result<()> {
+    let text = serde_json::to_string_pretty(profile).expect("profile serialises") + "\n";
+    out.write(text.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +428,25 @@ mod tests {
         assert!(c.compute.value > 0.0 && c.copy.value > 0.0 && c.read.value > 0.0);
         assert_eq!(c.compute.work_per_run, 2.0 * 64.0 * 64.0 * 64.0);
         assert_eq!(c.copy.work_per_run, 2.0 * (1 << 20) as f64);
+    }
+
+    #[test]
+    fn an_unstable_ceiling_is_said_to_be_unstable_not_printed_as_exact() {
+        let noisy = [1.0, 1.0, 2.0, 3.0, 3.0];
+        let c = Ceiling {
+            value: 42.0,
+            unit: "GB/s".into(),
+            kernel: "copy".into(),
+            work_per_run: 1.0,
+            stats: Summary::from_samples(&noisy),
+            stable: false,
+        };
+        let text = show(&c);
+        assert!(
+            text.starts_with("unstable (relative IQR 100% > 10%"),
+            "{text}"
+        );
+        let steady = Ceiling { stable: true, ..c };
+        assert_eq!(show(&steady), "42.0 GB/s");
     }
 }

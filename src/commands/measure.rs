@@ -9,11 +9,11 @@ use crate::config::{self, Suite};
 use crate::error::{exit, Error, Result};
 use crate::measure::Budget;
 use crate::metadata::{self, ToolInfo};
-use crate::output::Output;
 use crate::plan::{self, Point};
 use crate::progress;
 use crate::record::{Mode, Record, RunResult, SCHEMA_VERSION};
-use crate::report::{self, json, plot, Export};
+use crate::report::outputs::{Outputs, Paths};
+use crate::report::{self, json, Export};
 use crate::roofline;
 
 /// A sweep larger than this needs `--yes`.
@@ -42,49 +42,6 @@ pub struct Job<'a> {
     pub resume: Option<&'a Path>,
     pub yes: bool,
     pub argv: Vec<String>,
-}
-
-/// The outputs of one run, resolved before anything is measured.
-struct Outputs {
-    json: Option<Output>,
-    plot: Option<Output>,
-    roofline: Option<Output>,
-    html: Option<Output>,
-}
-
-impl Outputs {
-    fn all(&self) -> impl Iterator<Item = &Output> {
-        self.json
-            .iter()
-            .chain(&self.plot)
-            .chain(&self.roofline)
-            .chain(&self.html)
-    }
-
-    fn any_stdout(&self) -> bool {
-        self.all().any(Output::is_stdout)
-    }
-
-    /// Standard output can carry one document, and a file one output.
-    fn check_one_stdout(&self) -> Result<()> {
-        if self.all().filter(|o| o.is_stdout()).count() > 1 {
-            return Err(Error::Invalid(
-                "only one of --json, --plot, --roofline and --html can be - (standard output)"
-                    .into(),
-            ));
-        }
-        let all: Vec<&Output> = self.all().collect();
-        for (i, a) in all.iter().enumerate() {
-            if let Some(b) = all[i + 1..].iter().find(|b| a.collides_with(b)) {
-                return Err(Error::Invalid(format!(
-                    "'{}' and '{}' name the same file: give each output (--json, --plot, --roofline, --html) its own path",
-                    a.path().display(),
-                    b.path().display()
-                )));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Refuses to resume from a file measured with other settings.
@@ -132,22 +89,38 @@ fn human_duration(s: f64) -> String {
     }
 }
 
-pub fn execute(job: Job) -> Result<i32> {
+/// A job with every input checked: what to measure, on which device, and where to write.
+struct Resolved {
+    suite: Suite,
+    references: Vec<crate::config::PaperReference>,
+    source: String,
+    /// What is left to measure (a resumed sweep drops what its file holds).
+    points: Vec<Point>,
+    outputs: Outputs,
+    profile: Option<roofline::Profile>,
+    /// The file a sweep resumes.
+    previous: Option<RunResult>,
+    device: candle_core::Device,
+}
+
+/// Checks every input before the first measurement (suite, outputs, profile, resumed file,
+/// device, memory) and says what will run.
+fn preflight(job: &Job) -> Result<Resolved> {
     let args = job.args;
-    let (loaded, suite) = match job.suite {
+    let (loaded, suite) = match &job.suite {
         SuiteFrom::Config { args, builtin } => {
-            let loaded = config::load_or(args.config.as_deref(), builtin)?;
+            let loaded = config::load_or(args.config.as_deref(), *builtin)?;
             let suite = loaded.suite.clone().with_overrides(args.overrides())?;
             (loaded, suite)
         }
         SuiteFrom::Built { suite, source } => {
             suite.validate().map_err(|e| Error::Invalid(e.message))?;
             let loaded = config::LoadedSuite {
-                suite: (*suite).clone(),
+                suite: (**suite).clone(),
                 references: Vec::new(),
-                source,
+                source: source.clone(),
             };
-            (loaded, *suite)
+            (loaded, (**suite).clone())
         }
     };
     let mut points = plan::expand(&suite);
@@ -165,20 +138,13 @@ pub fn execute(job: Job) -> Result<i32> {
             ));
         }
     }
-    let outputs = Outputs {
-        json: Output::resolve_opt(json_path.as_deref(), "--json")?,
-        plot: args
-            .plot
-            .as_deref()
-            .map(|p| plot::output(p, "--plot"))
-            .transpose()?,
-        roofline: args
-            .roofline
-            .as_deref()
-            .map(|p| plot::output(p, "--roofline"))
-            .transpose()?,
-        html: Output::resolve_opt(args.html.as_deref(), "--html")?,
-    };
+    let outputs = Outputs::resolve(Paths {
+        json: json_path.as_deref(),
+        plot: args.plot.as_deref(),
+        roofline: args.roofline.as_deref(),
+        html: args.html.as_deref(),
+        ..Paths::default()
+    })?;
     if let Some(path) = &args.roofline {
         if args.profile.is_none() && !args.calibrate {
             return Err(Error::Invalid(format!(
@@ -187,9 +153,8 @@ pub fn execute(job: Job) -> Result<i32> {
             )));
         }
     }
-    outputs.check_one_stdout()?;
     crate::device::check_threads(&suite.threads, suite.oversubscribe)?;
-    let mut profile = match &args.profile {
+    let profile = match &args.profile {
         Some(path) => {
             let p = roofline::read(path)?;
             roofline::check_matches(
@@ -270,39 +235,54 @@ pub fn execute(job: Job) -> Result<i32> {
         );
     }
 
+    Ok(Resolved {
+        suite,
+        references: loaded.references,
+        source: loaded.source,
+        points,
+        outputs,
+        profile,
+        previous,
+        device,
+    })
+}
+
+/// Runs the resolved points (calibrating first when asked) and assembles the results file.
+fn measure(job: Job, mut r: Resolved) -> Result<(RunResult, Outputs)> {
+    let args = job.args;
     crate::device::steady_allocator();
     if args.calibrate {
         let sizes = roofline::Sizes {
             gemm: 1024,
             buffer_bytes: 1 << 30,
         };
-        let p = super::calibrate::measure(
-            suite.device,
-            &suite.threads,
+        let p = roofline::measure_profile(
+            r.suite.device,
+            &r.suite.threads,
             sizes,
             &Budget::new(0.2, 1.0),
             args.quiet,
         )?;
         if !args.quiet {
-            eprint!("{}", super::calibrate::describe(&p));
+            eprint!("{}", roofline::describe(&p));
         }
-        profile = Some(p);
+        r.profile = Some(p);
     }
     let stop = super::interrupt_flag();
-    let bar = progress::bar(points.len() * args.repeat, args.quiet);
+    let bar = progress::bar(r.points.len() * args.repeat, args.quiet);
     let ctx = Context {
-        device: &device,
-        device_label: suite.device.to_string(),
-        references: &loaded.references,
-        layers: suite.layers,
-        budget: Budget::new(suite.warmup_time_s, suite.measure_time_s),
-        seed: suite.seed,
+        device: &r.device,
+        device_label: r.suite.device.to_string(),
+        references: &r.references,
+        layers: r.suite.layers,
+        budget: Budget::new(r.suite.warmup_time_s, r.suite.measure_time_s),
+        seed: r.suite.seed,
         inject_delay: args.inject_delay_us.map(std::time::Duration::from_micros),
         inject_nan_into: args.inject_nan_into,
     };
     let outcome = bench::run(
         &ctx,
-        &points,
+        &r.points,
         args.repeat,
         &mut |i, p| {
             bar.set_position(i as u64);
@@ -313,12 +293,13 @@ pub fn execute(job: Job) -> Result<i32> {
     bar.finish_and_clear();
     let outcome = outcome?;
 
-    let (mut records, mut failures) = previous
+    let (mut records, mut failures) = r
+        .previous
         .map(|o| (o.records, o.failures))
         .unwrap_or_default();
     records.extend(outcome.records);
     failures.extend(outcome.failures);
-    if let Some(p) = &profile {
+    if let Some(p) = &r.profile {
         roofline::place_records(p, &mut records);
     }
     let result = RunResult {
@@ -328,50 +309,49 @@ pub fn execute(job: Job) -> Result<i32> {
         created_at: metadata::now_rfc3339(),
         command: job.argv,
         complete: outcome.complete,
-        device: crate::device::info(suite.device),
-        config: suite,
-        config_source: loaded.source,
+        device: crate::device::info(r.suite.device),
+        config: r.suite,
+        config_source: r.source,
         verdicts: crate::answer::Verdicts::of(&records),
         records,
         failures,
-        profile,
+        profile: r.profile,
     };
-    let table = report::table::TableFormat.export(&result);
+    Ok((result, r.outputs))
+}
+
+/// Prints the table and writes the JSON, figures and HTML page.
+fn write(result: &RunResult, outputs: &Outputs, quiet: bool) -> Result<()> {
+    let table = report::table::TableFormat.export(result);
     if outputs.any_stdout() {
         eprint!("{table}");
     } else {
         print!("{table}");
     }
     let say = |what: String| {
-        if !args.quiet {
+        if !quiet {
             eprintln!("{what}");
         }
     };
     if let Some(out) = &outputs.json {
-        json::write(out, &result)?;
+        json::write(out, result)?;
         say(format!(
             "wrote {} records to {}",
             result.records.len(),
             out.path().display()
         ));
     }
-    if let Some(out) = &outputs.plot {
-        if !result.records.is_empty() {
-            plot::write(out, &result)?;
-            say(format!("wrote figures to {}", out.path().display()));
-        }
+    for line in outputs.write_figures(result, None)? {
+        say(line);
     }
-    if let Some(out) = &outputs.roofline {
-        plot::write_roofline(out, &result)?;
-        say(format!(
-            "wrote the roofline chart to {}",
-            out.path().display()
-        ));
-    }
-    if let Some(out) = &outputs.html {
-        out.write(report::html::report(&result).as_bytes())?;
-        say(format!("wrote the HTML report to {}", out.path().display()));
-    }
+    Ok(())
+}
+
+pub fn execute(job: Job) -> Result<i32> {
+    let quiet = job.args.quiet;
+    let resolved = preflight(&job)?;
+    let (result, outputs) = measure(job, resolved)?;
+    write(&result, &outputs, quiet)?;
     Ok(if !result.complete {
         exit::INTERRUPTED
     } else if !result.failures.is_empty() {

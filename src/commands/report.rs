@@ -2,50 +2,24 @@
 
 use crate::cli::{ReportArgs, ReportBy};
 use crate::error::{Error, Result};
-use crate::output::Output;
 use crate::report::by_device::{self, PaperColumns};
-use crate::report::{html, json, markdown, plot, table, Format};
+use crate::report::outputs::{Outputs, Paths};
+use crate::report::{html, json, markdown, table, Format};
 
 pub fn execute(args: &ReportArgs) -> Result<i32> {
-    let plot_out = args
-        .plot
-        .as_deref()
-        .map(|p| plot::output(p, "--plot"))
-        .transpose()?;
-    let roofline_out = args
-        .roofline
-        .as_deref()
-        .map(|p| plot::output(p, "--roofline"))
-        .transpose()?;
-    let text_out = args
-        .output
-        .as_deref()
-        .map(|p| Output::resolve(p, "--output"))
-        .transpose()?;
-    let text_on_stdout = text_out.as_ref().is_none_or(Output::is_stdout);
-    let figures: Vec<&Output> = plot_out.iter().chain(&roofline_out).collect();
-    if text_on_stdout && figures.iter().any(|o| o.is_stdout()) {
+    let outputs = Outputs::resolve(Paths {
+        text: args.output.as_deref(),
+        plot: args.plot.as_deref(),
+        roofline: args.roofline.as_deref(),
+        ..Paths::default()
+    })?;
+    // Without --output the text goes to standard output, so no figure may.
+    if outputs.text.is_none() && outputs.any_stdout() {
         return Err(Error::Invalid(
             "report prints its text on standard output: give --plot and --roofline a file path, not -".into(),
         ));
     }
-    let outputs: Vec<&Output> = text_out.iter().chain(figures).collect();
-    for (i, a) in outputs.iter().enumerate() {
-        if let Some(b) = outputs[i + 1..].iter().find(|b| a.collides_with(b)) {
-            return Err(Error::Invalid(format!(
-                "'{}' and '{}' name the same file (or both standard output): give each output its own path",
-                a.path().display(),
-                b.path().display()
-            )));
-        }
-        if let Some(input) = args.files.iter().find(|f| a.replaces(f)) {
-            return Err(Error::Invalid(format!(
-                "'{}' would replace the results file '{}' being reported: write the report elsewhere",
-                a.path().display(),
-                input.display()
-            )));
-        }
-    }
+    outputs.refuse_replacing(&args.files)?;
     let files = args
         .files
         .iter()
@@ -53,7 +27,7 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
         .collect::<Result<Vec<_>>>()?;
     let text = match args.by {
         Some(ReportBy::Device) => {
-            if plot_out.is_some() || roofline_out.is_some() {
+            if outputs.plot.is_some() || outputs.roofline.is_some() {
                 return Err(Error::Invalid(
                     "--by device draws no figures: report each file with --plot, or drop --by"
                         .into(),
@@ -105,16 +79,11 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
                 Format::Html => html::report_of_files(&merged, &files),
                 _ => args.format.exporter().export(&merged),
             };
-            if let Some(out) = &plot_out {
-                plot::write(out, &merged)?;
-            }
-            if let Some(out) = &roofline_out {
-                plot::write_roofline(out, &merged)?;
-            }
+            outputs.write_figures(&merged, None)?;
             text
         }
     };
-    match &text_out {
+    match &outputs.text {
         Some(out) => out.write(text.as_bytes())?,
         None => print!("{text}"),
     }

@@ -7,6 +7,7 @@ pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod networks;
+pub mod outputs;
 pub mod plot;
 pub mod rows;
 pub mod table;
