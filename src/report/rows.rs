@@ -103,120 +103,120 @@ pub fn ordered(result: &RunResult) -> Vec<&Record> {
     v
 }
 
-pub fn build(result: &RunResult) -> Rows {
+/// One column: its header, alignment, whether it is shown, its cell, and its footnote.
+struct Column<'a> {
+    header: &'static str,
+    right: bool,
+    shown: bool,
+    cell: Box<dyn Fn(&Record) -> String + 'a>,
+    note: Option<&'static str>,
+}
+
+impl<'a> Column<'a> {
+    fn new(header: &'static str, right: bool, cell: impl Fn(&Record) -> String + 'a) -> Self {
+        Self {
+            header,
+            right,
+            shown: true,
+            cell: Box::new(cell),
+            note: None,
+        }
+    }
+
+    fn when(self, shown: bool) -> Self {
+        Self { shown, ..self }
+    }
+
+    fn note(self, note: &'static str) -> Self {
+        Self {
+            note: Some(note),
+            ..self
+        }
+    }
+}
+
+/// Every column the table can show, in order; a column whose values would not differ
+/// between records is hidden (the title says its value).
+fn columns(result: &RunResult) -> Vec<Column<'_>> {
     let records = &result.records;
     let gpu = result.device.kind.starts_with("cuda");
-    let show_dtype = varies(records, |r| r.dtype);
-    let show_batch = varies(records, |r| r.batch);
-    let show_threads = varies(records, |r| r.threads);
-    let show_impl_ratio = records
-        .iter()
-        .any(|r| native_over_candle(records, r).is_some());
-    let show_vs_conv = records
-        .iter()
-        .any(|r| speedup_vs_conv(records, r).is_some());
-    let show_roofline = records.iter().any(|r| r.roofline.is_some());
-
-    let mut header: Vec<(&str, bool)> = vec![
-        ("op", false),
-        ("variant", false),
-        ("impl", false),
-        ("shape (CxHxW)", false),
-    ];
-    if show_dtype {
-        header.push(("dtype", false));
-    }
-    if show_batch {
-        header.push(("batch", true));
-    }
-    if show_threads {
-        header.push(("threads", true));
-    }
-    header.extend([
-        ("MMACs", true),
-        ("MB moved", true),
-        ("median ms ± IQR", true),
-        ("GMAC/s", true),
-        ("GB/s", true),
-        (
+    let dash = || "-".to_string();
+    vec![
+        Column::new("op", false, |r| r.spec.kind.to_string()),
+        Column::new("variant", false, |r| r.variant.clone()),
+        Column::new("impl", false, |r| r.implementation.to_string()),
+        Column::new("shape (CxHxW)", false, |r| r.spec.map.to_string()),
+        Column::new("dtype", false, |r| r.dtype.to_string()).when(varies(records, |r| r.dtype)),
+        Column::new("batch", true, |r| r.batch.to_string()).when(varies(records, |r| r.batch)),
+        Column::new("threads", true, |r| r.threads.to_string())
+            .when(varies(records, |r| r.threads)),
+        Column::new("MMACs", true, |r| format!("{:.3}", r.cost.macs as f64 / 1e6)).note(
+            "MMACs: multiply-adds per run (all layers, whole batch; the paper's \"FLOPs\"). GMAC/s: the paper's \"FLOPS\" (1 MAC = 2 FLOP).",
+        ),
+        Column::new("MB moved", true, |r| {
+            let marker = if r.cost.copy_bytes > 0 { " *" } else { "" };
+            format!("{:.2}{marker}", r.cost.memory_bytes as f64 / 1e6)
+        })
+        .note("MB moved / GB/s: the paper's memory-access model (activations in + out, weights), dtype-sized."),
+        Column::new("median ms ± IQR", true, |r| {
+            let noisy = if r.stats.noisy { " noisy" } else { "" };
+            format!("{} ± {}{noisy}", ms(r.stats.median_ms), ms(r.stats.iqr_ms))
+        }),
+        Column::new("GMAC/s", true, |r| rate(r.rates.gmac_per_s)),
+        Column::new("GB/s", true, |r| rate(r.rates.gb_per_s)),
+        Column::new(
             if gpu {
                 "paper GPU GMAC/s"
             } else {
                 "paper CPU GMAC/s"
             },
             true,
+            move |r| paper_gmacs(r).map_or_else(dash, rate),
         ),
-    ]);
-    if show_roofline {
-        header.push(("% roofline", true));
-    }
-    if show_vs_conv {
-        header.push(("speed-up vs conv", true));
-    }
-    if show_impl_ratio {
-        header.push(("native/candle time", true));
-    }
+        Column::new("% roofline", true, move |r| {
+            r.roofline.as_ref().map_or_else(dash, |q| {
+                let bound = if q.bound == "memory" { "mem" } else { "cmp" };
+                format!("{:.0}% {bound}", q.achieved_pct)
+            })
+        })
+        .when(records.iter().any(|r| r.roofline.is_some()))
+        .note("% roofline: achieved GFLOP/s over min(peak, intensity x bandwidth) of the profile; mem / cmp: memory- or compute-bound at this intensity."),
+        Column::new("speed-up vs conv", true, move |r| {
+            speedup_vs_conv(records, r).map_or_else(dash, |q| format!("{q:.2}x"))
+        })
+        .when(records.iter().any(|r| speedup_vs_conv(records, r).is_some()))
+        .note("speed-up vs conv: Conv median / this median at the same shape, impl, dtype, batch and threads (same kernel size, else 3x3)."),
+        Column::new("native/candle time", true, move |r| {
+            native_over_candle(records, r)
+                .map_or_else(dash, |q| format!("{q:.3} ({:.1}x)", 1.0 / q))
+        })
+        .when(records.iter().any(|r| native_over_candle(records, r).is_some()))
+        .note("native/candle time: native median / candle median at the same point (in brackets: native's speed-up)."),
+    ]
+}
 
+pub fn build(result: &RunResult) -> Rows {
+    let records = &result.records;
+    let columns: Vec<Column> = columns(result).into_iter().filter(|c| c.shown).collect();
+    let shown = |h: &str| columns.iter().any(|c| c.header == h);
+    let (show_dtype, show_batch, show_threads) = (shown("dtype"), shown("batch"), shown("threads"));
+    let order = ordered(result);
+    let rows: Vec<Vec<String>> = order
+        .iter()
+        .map(|r| columns.iter().map(|c| (c.cell)(r)).collect())
+        .collect();
     let mut copy_notes: Vec<String> = Vec::new();
-    let mut any_noisy = false;
-    let mut rows = Vec::new();
-    for r in ordered(result) {
-        let mut row = vec![
-            r.spec.kind.to_string(),
-            r.variant.clone(),
-            r.implementation.to_string(),
-            r.spec.map.to_string(),
-        ];
-        if show_dtype {
-            row.push(r.dtype.to_string());
+    for r in order.iter().filter(|r| r.cost.copy_bytes > 0) {
+        let forward = r.spec.forward.map_or_else(String::new, |f| format!(" {f}"));
+        let note = format!(
+            "{}{forward} ({}): {}",
+            r.spec.kind, r.implementation, r.cost.copies
+        );
+        if !copy_notes.contains(&note) {
+            copy_notes.push(note);
         }
-        if show_batch {
-            row.push(r.batch.to_string());
-        }
-        if show_threads {
-            row.push(r.threads.to_string());
-        }
-        let marker = if r.cost.copy_bytes > 0 { " *" } else { "" };
-        let noisy = if r.stats.noisy { " noisy" } else { "" };
-        any_noisy |= r.stats.noisy;
-        if r.cost.copy_bytes > 0 {
-            let forward = r.spec.forward.map_or_else(String::new, |f| format!(" {f}"));
-            let note = format!(
-                "{}{forward} ({}): {}",
-                r.spec.kind, r.implementation, r.cost.copies
-            );
-            if !copy_notes.contains(&note) {
-                copy_notes.push(note);
-            }
-        }
-        row.extend([
-            format!("{:.3}", r.cost.macs as f64 / 1e6),
-            format!("{:.2}{marker}", r.cost.memory_bytes as f64 / 1e6),
-            format!("{} ± {}{noisy}", ms(r.stats.median_ms), ms(r.stats.iqr_ms)),
-            rate(r.rates.gmac_per_s),
-            rate(r.rates.gb_per_s),
-            paper_gmacs(r).map_or_else(|| "-".into(), rate),
-        ]);
-        if show_roofline {
-            row.push(r.roofline.as_ref().map_or_else(
-                || "-".into(),
-                |q| {
-                    let bound = if q.bound == "memory" { "mem" } else { "cmp" };
-                    format!("{:.0}% {bound}", q.achieved_pct)
-                },
-            ));
-        }
-        if show_vs_conv {
-            row.push(
-                speedup_vs_conv(records, r).map_or_else(|| "-".into(), |q| format!("{q:.2}x")),
-            );
-        }
-        if show_impl_ratio {
-            let ratio = native_over_candle(records, r);
-            row.push(ratio.map_or_else(|| "-".into(), |q| format!("{q:.3} ({:.1}x)", 1.0 / q)));
-        }
-        rows.push(row);
     }
+    let any_noisy = records.iter().any(|r| r.stats.noisy);
 
     let mut title = format!(
         "pconv-bench {}: {} ({}), {} layers",
@@ -238,19 +238,10 @@ pub fn build(result: &RunResult) -> Rows {
         }
     }
 
-    let mut notes = vec![
-        "MMACs: multiply-adds per run (all layers, whole batch; the paper's \"FLOPs\"). GMAC/s: the paper's \"FLOPS\" (1 MAC = 2 FLOP).".to_string(),
-        "MB moved / GB/s: the paper's memory-access model (activations in + out, weights), dtype-sized.".to_string(),
-    ];
-    if show_roofline {
-        notes.push("% roofline: achieved GFLOP/s over min(peak, intensity x bandwidth) of the profile; mem / cmp: memory- or compute-bound at this intensity.".into());
-    }
-    if show_vs_conv {
-        notes.push("speed-up vs conv: Conv median / this median at the same shape, impl, dtype, batch and threads (same kernel size, else 3x3).".into());
-    }
-    if show_impl_ratio {
-        notes.push("native/candle time: native median / candle median at the same point (in brackets: native's speed-up).".into());
-    }
+    let mut notes: Vec<String> = columns
+        .iter()
+        .filter_map(|c| c.note.map(str::to_string))
+        .collect();
     for note in &copy_notes {
         notes.push(format!("* {note}; not in MB moved (see cost.copy_bytes)."));
     }
@@ -270,8 +261,8 @@ pub fn build(result: &RunResult) -> Rows {
     }
     Rows {
         title,
-        right: header.iter().map(|(_, r)| *r).collect(),
-        header: header.into_iter().map(|(h, _)| h.to_string()).collect(),
+        right: columns.iter().map(|c| c.right).collect(),
+        header: columns.iter().map(|c| c.header.to_string()).collect(),
         rows,
         foot: Vec::new(),
         notes,
