@@ -67,14 +67,35 @@ fn model_verifies_times_and_counts_macs_like_the_paper() {
         "{r}"
     );
     assert_eq!(r["network"]["act"], "relu");
-    // The file is an ordinary results file: report renders it, compare compares it with
-    // itself (no change), so CI can gate on whole-network latency.
+    // The file is an ordinary results file: report renders it, and compare gates on it, so
+    // CI can gate on whole-network latency: the same network 1.5x slower is a regression.
     let out = run(&["report", js]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("Whole networks"), "{}", stdout(&out));
-    let out = run(&["compare", js, js]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("fasternet-t2"), "{}", stdout(&out));
+    let slower = dir.path().join("slower.json");
+    let mut value = read_json(&j);
+    let record = &mut value["records"][0];
+    for s in record["samples_ms"].as_array_mut().unwrap() {
+        *s = (s.as_f64().unwrap() * 1.5).into();
+    }
+    for k in [
+        "median_ms",
+        "mean_ms",
+        "min_ms",
+        "max_ms",
+        "p25_ms",
+        "p75_ms",
+    ] {
+        record["stats"][k] = (record["stats"][k].as_f64().unwrap() * 1.5).into();
+    }
+    std::fs::write(&slower, value.to_string()).unwrap();
+    let out = run(&["compare", js, slower.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("fasternet-t2") && text.contains("1 regressed"),
+        "{text}"
+    );
     // A file in the layout older versions wrote is named as such.
     let old = dir.path().join("old.json");
     std::fs::copy("tests/golden/fasternet-t0.json", &old).unwrap();
