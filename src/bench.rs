@@ -64,11 +64,7 @@ fn time_point(ctx: &Context, point: &Point) -> Result<Timed> {
     )?;
     let FeatureMap { c, h, w } = spec.map;
     let shape = [point.batch, c, h, w];
-    let input = ops::uniform(
-        shape.iter().product(),
-        1.0,
-        &mut ops::seeded_rng(ctx.seed ^ 0x1a7e),
-    );
+    let input = ops::timed_input(spec, point.batch, ctx.seed);
     let x = ops::tensor_from(input, &shape, ctx.device, point.dtype)?;
     let (m, kernel_path) = kernel_path::traced(|| {
         measure::measure(

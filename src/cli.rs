@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{DeviceSpec, Overrides};
-use crate::ops::{Dtype, FeatureMap, Implementation, OpKind, PConvForward};
+use crate::ops::{Dtype, Implementation, OpKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -177,7 +177,7 @@ const RUN_EXAMPLES: &str = "Examples:
 List flags take comma-separated values and replace the config's list.";
 
 /// Parses a duration in seconds: `2`, `0.5`, `1.5s` or `500ms`.
-fn seconds(s: &str) -> Result<f64, String> {
+pub(crate) fn seconds(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
         (n, 1e-3)
@@ -197,115 +197,29 @@ fn seconds(s: &str) -> Result<f64, String> {
 }
 
 /// Parses a positive integer.
-fn positive(s: &str) -> Result<usize, String> {
+pub(crate) fn positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(v) if v > 0 => Ok(v),
         _ => Err(format!("'{s}' is not allowed: give a positive integer")),
     }
 }
 
-/// The suite flags `run` (and later `sweep`) share; each replaces the config's value.
+/// The suite flags `run` and `sweep` share: a suite file, and flags that each replace one of
+/// its values ([`Overrides`]).
 #[derive(Debug, Args, Clone)]
 pub struct SuiteArgs {
     /// Suite file (TOML); default: the built-in configs/table1.toml.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Device: cpu, cuda or cuda:N.
-    #[arg(long)]
-    pub device: Option<DeviceSpec>,
-    /// Operators: conv, gconv, dwconv, pconv, pwconv; composites pconv_pw, dw_pw, gconv_pw;
-    /// blocks fasternet_block, c2f, c2f_faster.
-    #[arg(long, value_delimiter = ',')]
-    pub ops: Option<Vec<OpKind>>,
-    /// Feature maps CxHxW, e.g. 96x56x56,192x28x28.
-    #[arg(long, value_delimiter = ',', value_name = "CxHxW")]
-    pub shapes: Option<Vec<FeatureMap>>,
-    /// Kernel sizes (odd), e.g. 3 or 3,5,7. PWConv is always 1x1.
-    #[arg(long, value_delimiter = ',', value_parser = positive)]
-    pub kernel: Option<Vec<usize>>,
-    /// PConv partial-ratio divisors: c_p = c / n_div.
-    #[arg(long = "n-div", value_delimiter = ',', value_parser = positive)]
-    pub n_div: Option<Vec<usize>>,
-    /// GConv group counts (must divide the channels).
-    #[arg(long, value_delimiter = ',', value_parser = positive)]
-    pub groups: Option<Vec<usize>>,
-    /// PConv forwards: slicing, split_cat.
-    #[arg(long = "pconv-forward", value_delimiter = ',')]
-    pub pconv_forward: Option<Vec<PConvForward>>,
-    /// FasterNet block: expansion ratios of its MLP (hidden width e·c; FasterNet uses 2).
-    #[arg(long, value_delimiter = ',', value_parser = positive)]
-    pub expansion: Option<Vec<usize>>,
-    /// FasterNet block: activations (relu, gelu, silu). C2f and c2f_faster always use SiLU.
-    #[arg(long, value_delimiter = ',')]
-    pub act: Option<Vec<crate::ops::Act>>,
-    /// C2f / c2f_faster: bottleneck counts n (YOLOv8 uses 1-6 per stage).
-    #[arg(long, value_delimiter = ',', value_parser = positive)]
-    pub bottlenecks: Option<Vec<usize>>,
-    /// Batch sizes.
-    #[arg(long, value_delimiter = ',', value_parser = positive)]
-    pub batch: Option<Vec<usize>>,
-    /// CPU threads (candle's rayon pool and GEMM).
-    #[arg(long, value_delimiter = ',', value_parser = positive)]
-    pub threads: Option<Vec<usize>>,
-    /// Stacked layers per operator (the paper uses 10).
-    #[arg(long, value_parser = positive)]
-    pub layers: Option<usize>,
-    /// Element types: f32, f16, bf16.
-    #[arg(long, value_delimiter = ',')]
-    pub dtype: Option<Vec<Dtype>>,
-    /// Implementations: native (purpose-built CPU kernels, f32), candle (stock candle ops).
-    #[arg(long = "impl", value_delimiter = ',')]
-    pub implementations: Option<Vec<Implementation>>,
-    /// Warm-up time per point (at least 3 runs), e.g. 0.5 or 500ms.
-    #[arg(long = "warmup-time", value_parser = seconds, value_name = "SECONDS")]
-    pub warmup_time: Option<f64>,
-    /// Measurement time per point (at least 10 samples), e.g. 2 or 2s.
-    #[arg(long = "measure-time", value_parser = seconds, value_name = "SECONDS")]
-    pub measure_time: Option<f64>,
-    /// Seed of the random weights and inputs.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// CUDA only: let f32 GEMMs use TF32 tensor cores (on, off; default off). Recorded.
-    #[arg(long, value_parser = on_off, value_name = "on|off")]
-    pub tf32: Option<bool>,
-    /// Allow --threads above this machine's logical CPUs (refused by default: the threads
-    /// would share cores and time each other). Recorded.
-    #[arg(long)]
-    pub oversubscribe: bool,
+    #[command(flatten)]
+    pub overrides: Overrides,
 }
 
-fn on_off(s: &str) -> Result<bool, String> {
+pub(crate) fn on_off(s: &str) -> Result<bool, String> {
     match s.trim() {
         "on" => Ok(true),
         "off" => Ok(false),
         other => Err(format!("'{other}' is not allowed: give on or off")),
-    }
-}
-
-impl SuiteArgs {
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            device: self.device,
-            ops: self.ops.clone(),
-            shapes: self.shapes.clone(),
-            kernel: self.kernel.clone(),
-            groups: self.groups.clone(),
-            n_div: self.n_div.clone(),
-            pconv_forward: self.pconv_forward.clone(),
-            expansion: self.expansion.clone(),
-            act: self.act.clone(),
-            bottlenecks: self.bottlenecks.clone(),
-            batch: self.batch.clone(),
-            threads: self.threads.clone(),
-            layers: self.layers,
-            dtype: self.dtype.clone(),
-            implementations: self.implementations.clone(),
-            warmup_time_s: self.warmup_time,
-            measure_time_s: self.measure_time,
-            seed: self.seed,
-            tf32: self.tf32,
-            oversubscribe: self.oversubscribe.then_some(true),
-        }
     }
 }
 

@@ -254,6 +254,15 @@ impl Suite {
         }
         let uses = |k: OpKind| self.ops.contains(&k);
         if uses(OpKind::FasterNet) {
+            if self.models.is_empty() {
+                return Err(invalid(
+                    "models",
+                    format!(
+                        "op fasternet needs models: give --models (or models = [...]) from {}, or run `pconv-bench model`",
+                        Network::allowed()
+                    ),
+                ));
+            }
             check_list("models", &self.models)?;
             if self.layers != 1 {
                 return Err(invalid(
@@ -371,29 +380,74 @@ pub fn load_or(path: Option<&Path>, builtin: (&str, &str)) -> Result<LoadedSuite
     parse(&path.display().to_string(), &src)
 }
 
-/// Values given on the command line; each replaces the suite's value when present.
-#[derive(Debug, Clone, Default)]
+/// Command-line values that replace the suite file's, one flag per key (`run` and `sweep`).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long)]
     pub device: Option<DeviceSpec>,
+    /// Operators: conv, gconv, dwconv, pconv, pwconv; composites pconv_pw, dw_pw, gconv_pw;
+    /// blocks fasternet_block, c2f, c2f_faster; whole networks fasternet (with --models).
+    #[arg(long, value_delimiter = ',')]
     pub ops: Option<Vec<OpKind>>,
+    /// Feature maps CxHxW, e.g. 96x56x56,192x28x28.
+    #[arg(long, value_delimiter = ',', value_name = "CxHxW")]
     pub shapes: Option<Vec<FeatureMap>>,
+    /// Kernel sizes (odd), e.g. 3 or 3,5,7. PWConv is always 1x1.
+    #[arg(long, value_delimiter = ',', value_parser = crate::cli::positive)]
     pub kernel: Option<Vec<usize>>,
-    pub groups: Option<Vec<usize>>,
+    /// PConv partial-ratio divisors: c_p = c / n_div.
+    #[arg(long = "n-div", value_delimiter = ',', value_parser = crate::cli::positive)]
     pub n_div: Option<Vec<usize>>,
+    /// GConv group counts (must divide the channels).
+    #[arg(long, value_delimiter = ',', value_parser = crate::cli::positive)]
+    pub groups: Option<Vec<usize>>,
+    /// PConv forwards: slicing, split_cat.
+    #[arg(long = "pconv-forward", value_delimiter = ',')]
     pub pconv_forward: Option<Vec<PConvForward>>,
+    /// FasterNet block: expansion ratios of its MLP (hidden width e·c; FasterNet uses 2).
+    #[arg(long, value_delimiter = ',', value_parser = crate::cli::positive)]
     pub expansion: Option<Vec<usize>>,
+    /// FasterNet block: activations (relu, gelu, silu). C2f and c2f_faster always use SiLU.
+    #[arg(long, value_delimiter = ',')]
     pub act: Option<Vec<Act>>,
+    /// C2f / c2f_faster: bottleneck counts n (YOLOv8 uses 1-6 per stage).
+    #[arg(long, value_delimiter = ',', value_parser = crate::cli::positive)]
     pub bottlenecks: Option<Vec<usize>>,
+    /// fasternet: networks (fasternet-t0, -t1, -t2, -s, -m, -l) on 3xRxR shapes, 1 layer.
+    #[arg(long, value_delimiter = ',', value_name = "MODELS")]
+    pub models: Option<Vec<Network>>,
+    /// Batch sizes.
+    #[arg(long, value_delimiter = ',', value_parser = crate::cli::positive)]
     pub batch: Option<Vec<usize>>,
+    /// CPU threads (candle's rayon pool and GEMM).
+    #[arg(long, value_delimiter = ',', value_parser = crate::cli::positive)]
     pub threads: Option<Vec<usize>>,
+    /// Stacked layers per operator (the paper uses 10).
+    #[arg(long, value_parser = crate::cli::positive)]
     pub layers: Option<usize>,
+    /// Element types: f32, f16, bf16.
+    #[arg(long, value_delimiter = ',')]
     pub dtype: Option<Vec<Dtype>>,
+    /// Implementations: native (purpose-built CPU kernels, f32), candle (stock candle ops).
+    #[arg(long = "impl", value_delimiter = ',')]
     pub implementations: Option<Vec<Implementation>>,
+    /// Warm-up time per point (at least 3 runs), e.g. 0.5 or 500ms.
+    #[arg(long = "warmup-time", value_parser = crate::cli::seconds, value_name = "SECONDS")]
     pub warmup_time_s: Option<f64>,
+    /// Measurement time per point (at least 10 samples), e.g. 2 or 2s.
+    #[arg(long = "measure-time", value_parser = crate::cli::seconds, value_name = "SECONDS")]
     pub measure_time_s: Option<f64>,
+    /// Seed of the random weights and inputs.
+    #[arg(long)]
     pub seed: Option<u64>,
+    /// CUDA only: let f32 GEMMs use TF32 tensor cores (on, off; default off). Recorded.
+    #[arg(long, value_parser = crate::cli::on_off, value_name = "on|off")]
     pub tf32: Option<bool>,
-    pub oversubscribe: Option<bool>,
+    /// Allow --threads above this machine's logical CPUs (refused by default: the threads
+    /// would share cores and time each other). Recorded.
+    #[arg(long)]
+    pub oversubscribe: bool,
 }
 
 impl Suite {
@@ -422,8 +476,9 @@ impl Suite {
             measure_time_s,
             seed,
             tf32,
-            oversubscribe
+            models
         );
+        self.oversubscribe |= o.oversubscribe;
         self.validate().map_err(|e| Error::Invalid(e.message))?;
         Ok(self)
     }

@@ -183,15 +183,20 @@ pub fn check_points(points: &[Point], layers: usize, device: &candle_core::Devic
                 p.batch
             )
         };
+        let shrink = if p.spec.kind == OpKind::FasterNet {
+            "reduce --batch or --resolution"
+        } else {
+            "reduce --batch or the shape"
+        };
         let Some((host, dev)) = host_and_device_bytes(p, layers, on_gpu) else {
             return Err(Error::Invalid(format!(
-                "{}: its buffers would need more than 2^64 bytes: reduce --batch or the shape",
+                "{}: its buffers would need more than 2^64 bytes: {shrink}",
                 label()
             )));
         };
         let refuse = |need: u64, free: u64, what: &str| {
             Err(Error::Invalid(format!(
-                "{}: needs about {} ({need} bytes) of {what}, {} ({free} bytes) available: reduce --batch or the shape",
+                "{}: needs about {} ({need} bytes) of {what}, {} ({free} bytes) available: {shrink}",
                 label(),
                 human_bytes(need),
                 human_bytes(free)

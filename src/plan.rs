@@ -62,10 +62,7 @@ fn variants(suite: &Suite, kind: OpKind, map: crate::ops::FeatureMap) -> Vec<OpS
         OpKind::FasterNet => suite
             .models
             .iter()
-            .map(|&m| OpSpec {
-                model: Some(m),
-                ..base(3)
-            })
+            .map(|&m| crate::ops::fasternet::spec(m, map))
             .collect(),
         // YOLO's C2f: the bottleneck's k x k convs, times n.
         OpKind::C2f => with_bottlenecks(suite, variants(suite, OpKind::Conv, map), kind),

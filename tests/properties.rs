@@ -110,7 +110,7 @@ proptest! {
         if let Ok(cli) = Cli::try_parse_from(["pconv-bench", "run", flag, &value]) {
             if let Command::Run(args) = cli.command {
                 let loaded = config::load(None).unwrap();
-                if let Ok(suite) = loaded.suite.with_overrides(args.measure.suite.overrides()) {
+                if let Ok(suite) = loaded.suite.with_overrides(args.measure.suite.overrides.clone()) {
                     for p in pconv_bench::plan::expand(&suite).iter().take(64) {
                         let _ = p.spec.validate();
                     }

@@ -110,7 +110,10 @@ fn preflight(job: &Job) -> Result<Resolved> {
     let (loaded, suite) = match &job.suite {
         SuiteFrom::Config { args, builtin } => {
             let loaded = config::load_or(args.config.as_deref(), *builtin)?;
-            let suite = loaded.suite.clone().with_overrides(args.overrides())?;
+            let suite = loaded
+                .suite
+                .clone()
+                .with_overrides(args.overrides.clone())?;
             (loaded, suite)
         }
         SuiteFrom::Built { suite, source } => {
@@ -199,13 +202,7 @@ fn preflight(job: &Job) -> Result<Resolved> {
         candle_core::cuda::set_gemm_reduced_precision_f32(suite.tf32);
         let cpu_only = points.iter().find(|p| {
             p.implementation == crate::ops::Implementation::Native
-                && matches!(
-                    p.spec.kind,
-                    crate::ops::OpKind::FasterNetBlock
-                        | crate::ops::OpKind::C2f
-                        | crate::ops::OpKind::C2fFaster
-                        | crate::ops::OpKind::FasterNet
-                )
+                && !crate::ops::native_on_cuda(p.spec.kind)
         });
         if let Some(p) = cpu_only {
             return Err(Error::Unsupported(format!(
@@ -341,7 +338,7 @@ fn write(result: &RunResult, outputs: &Outputs, quiet: bool) -> Result<()> {
             out.path().display()
         ));
     }
-    for line in outputs.write_figures(result, None)? {
+    for line in outputs.write_figures(result, true)? {
         say(line);
     }
     Ok(())

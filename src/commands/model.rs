@@ -6,9 +6,9 @@
 
 use super::measure::{self, Job, SuiteFrom};
 use crate::cli::ModelArgs;
-use crate::config::Suite;
-use crate::error::Result;
-use crate::ops::{block, Act, Dtype, FeatureMap, OpKind, PConvForward};
+use crate::config::{DeviceSpec, Suite};
+use crate::error::{Error, Result};
+use crate::ops::{block, fasternet, Act, Dtype, OpKind, PConvForward};
 use crate::record::Mode;
 
 /// The suite `model` runs: its networks at one resolution, one forward per timed run.
@@ -24,7 +24,7 @@ pub fn suite(args: &ModelArgs) -> Suite {
         name: "models".into(),
         device: args.device,
         ops: vec![OpKind::FasterNet],
-        shapes: vec![FeatureMap { c: 3, h: r, w: r }],
+        shapes: vec![fasternet::image(r)],
         // The settings of the networks' own blocks, for the record.
         kernel: vec![3],
         groups: vec![1],
@@ -48,6 +48,17 @@ pub fn suite(args: &ModelArgs) -> Suite {
 }
 
 pub fn execute(args: &ModelArgs, argv: Vec<String>) -> Result<i32> {
+    // The resolution is named in its own words before the suite's checks see the shape.
+    for m in &args.models {
+        fasternet::Model::new(m.arch(), args.resolution)?;
+    }
+    if args.device != DeviceSpec::Cpu {
+        crate::device::open(args.device)?; // says how to build for CUDA when it is missing
+        return Err(Error::Unsupported(format!(
+            "model runs on --device cpu in this version, not '{}'",
+            args.device
+        )));
+    }
     measure::execute(Job {
         suite: SuiteFrom::Built {
             suite: Box::new(suite(args)),

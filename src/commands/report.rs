@@ -79,7 +79,7 @@ pub fn execute(args: &ReportArgs) -> Result<i32> {
                 Format::Html => html::report_of_files(&merged, &files),
                 _ => args.format.exporter().export(&merged),
             };
-            outputs.write_figures(&merged, None)?;
+            outputs.write_figures(&merged, false)?;
             text
         }
     };

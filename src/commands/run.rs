@@ -13,7 +13,7 @@ pub fn execute(args: &RunArgs, argv: Vec<String>) -> Result<i32> {
         suite: SuiteFrom::Config {
             args: &args.measure.suite,
             // The paper's protocols: batch 1 on CPU, batch 32 on the GPU.
-            builtin: match args.measure.suite.device {
+            builtin: match args.measure.suite.overrides.device {
                 Some(config::DeviceSpec::Cuda(_)) => config::TABLE1_CUDA,
                 _ => config::TABLE1,
             },

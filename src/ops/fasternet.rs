@@ -94,14 +94,21 @@ const FEATURE_DIM: usize = 1280;
 pub const CLASSES: usize = 1000;
 /// Smallest input: the last stage (1/32 of it) must fit the 3x3 PConv.
 pub const MIN_RESOLUTION: usize = 96;
+/// Largest input: 64 times the paper's area, far beyond any detector input, so the cost
+/// arithmetic stays well inside 64 bits.
+pub const MAX_RESOLUTION: usize = 8192;
 
-/// The spec of `network` on R x R images.
-pub fn spec(network: Network, resolution: usize) -> OpSpec {
-    let map = FeatureMap {
+/// An RGB image of side R: the input shape of a network.
+pub fn image(resolution: usize) -> FeatureMap {
+    FeatureMap {
         c: 3,
         h: resolution,
         w: resolution,
-    };
+    }
+}
+
+/// The spec of `network` on inputs of shape `map` (valid when `map` is an `image`).
+pub fn spec(network: Network, map: FeatureMap) -> OpSpec {
     OpSpec {
         model: Some(network),
         ..OpSpec::plain(OpKind::FasterNet, 3, map)
@@ -151,9 +158,11 @@ pub struct Model {
 
 impl Model {
     pub fn new(arch: &'static Arch, resolution: usize) -> Result<Self> {
-        if resolution < MIN_RESOLUTION || !resolution.is_multiple_of(32) {
+        if !(MIN_RESOLUTION..=MAX_RESOLUTION).contains(&resolution)
+            || !resolution.is_multiple_of(32)
+        {
             return Err(Error::Invalid(format!(
-                "resolution {resolution}: allowed are multiples of 32 from {MIN_RESOLUTION} (the stages downsample by 32 in all, and the last one needs a 3x3 map)"
+                "resolution {resolution}: allowed are multiples of 32 from {MIN_RESOLUTION} to {MAX_RESOLUTION} (the stages downsample by 32 in all, and the last one needs a 3x3 map)"
             )));
         }
         Ok(Self { arch, resolution })
@@ -174,9 +183,10 @@ impl Model {
     }
 
     /// Estimated peak bytes of verifying (the batch in f32, up to three images in the f64
-    /// reference) and timing (`batch` images) this network: per image the input plus eight
-    /// maps of the widest stage (a block's input, PConv output, hidden 2c, output, with
-    /// headroom), and the weights; None when the size overflows 64 bits.
+    /// reference) and timing (`batch` images) this network, f32: per image the input plus
+    /// eight maps of the widest stage (a block's input, PConv output, hidden 2c, output, with
+    /// headroom), and the weights (16 bytes each while verifying); None when the size
+    /// overflows 64 bits.
     pub fn peak_bytes(&self, batch: usize) -> Option<u64> {
         let r = self.resolution as u64;
         let widest = (0..4)
@@ -192,10 +202,12 @@ impl Model {
             .checked_mul(batch as u64)?
             .checked_add(params)?
             .checked_mul(4)?;
+        // Verification also holds the seeded weights (f32), the built network's copy (f32)
+        // and their f64 widening, and the f64 reference's images.
         let verify = image
             .checked_mul(batch.min(3) as u64)?
             .checked_mul(8)?
-            .checked_add(params.checked_mul(8)?)?
+            .checked_add(params.checked_mul(4 + 8)?)?
             .checked_add(timed)?;
         Some(verify)
     }
@@ -512,16 +524,6 @@ pub fn build(spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Sta
             ),
         },
     })
-}
-
-/// A random input batch (n, 3, R, R) in [-1, 1): the image stream the timed runs draw from
-/// too, so verification and timing see the same images.
-pub fn random_input(spec: &OpSpec, n: usize, seed: u64) -> Vec<f32> {
-    uniform(
-        n * spec.map.elements(),
-        1.0,
-        &mut super::seeded_rng(seed ^ 0x1a7e),
-    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -847,22 +849,20 @@ mod tests {
 
     #[test]
     fn the_memory_model_counts_every_layer_once() {
-        // T0 at 96: stem 3·96² in, 40·24² out; blocks as fasternet_block counts them;
-        // merges c·s² in, 2c·(s/2)² out; pool, head conv and Linear on vectors.
+        // T0 at 96, by hand. Stem: 3·96² in, 40·24² out. A block on c x s x s with c_p = c/4
+        // and hidden 2c: PConv 2·c_p·s², the PWConvs (c -> 2c, 2c -> c) 2·3c·s², the residual
+        // 3·c·s²; weights 9·c_p² + 2·c·2c + 2c (the folded bias). A merge: c·s² in,
+        // 2c·(s/2)² out, 2x2 weights 8c² and 2c biases. Head: pool c·s² + c, conv c + 1280,
+        // Linear 1280 + 1000.
         let m = Model::new(arch("fasternet-t0"), 96).unwrap();
         let c = m.layer_cost();
-        let mut acts = 3 * 96 * 96 + 40 * 24 * 24;
-        let mut weights = 3 * 16 * 40 + 40;
-        for (i, (ch, side)) in [(40u64, 24u64), (80, 12), (160, 6), (320, 3)]
-            .into_iter()
-            .enumerate()
-        {
-            let b = m.block_spec(i).cost();
-            let d = m.arch.depths[i] as u64;
-            acts += d * b.activation_elements;
-            weights += d * b.weight_elements;
-            if i < 3 {
-                acts += ch * side * side + 2 * ch * (side / 2) * (side / 2);
+        let (mut acts, mut weights) = (3 * 96 * 96 + 40 * 24 * 24, 3 * 16 * 40 + 40);
+        for (ch, side, depth) in [(40u64, 24u64, 1u64), (80, 12, 2), (160, 6, 8), (320, 3, 2)] {
+            let (cp, s2) = (ch / 4, side * side);
+            acts += depth * (2 * cp * s2 + 6 * ch * s2 + 3 * ch * s2);
+            weights += depth * (9 * cp * cp + 4 * ch * ch + 2 * ch);
+            if ch < 320 {
+                acts += ch * s2 + 2 * ch * (side / 2) * (side / 2);
                 weights += 8 * ch * ch + 2 * ch;
             }
         }
@@ -871,14 +871,9 @@ mod tests {
         assert_eq!(c.activation_elements, acts);
         assert_eq!(c.weight_elements, weights);
         assert_eq!(c.macs, m.cost().conv_linear_macs);
-        // The folded weights are fvcore's parameters less one BN vector per conv with BN.
-        let bn_vectors: u64 = 40
-            + 2 * (40 + 80 + 160)
-            + [80, 160, 320, 640]
-                .iter()
-                .zip(m.arch.depths)
-                .map(|(h, d)| h * d as u64)
-                .sum::<u64>();
+        // The folded weights are fvcore's parameters less one BN vector per conv with BN:
+        // the stem's, each merge's, and each block's first PWConv.
+        let bn_vectors: u64 = 40 + 2 * (40 + 80 + 160) + 80 + 2 * 160 + 8 * 320 + 2 * 640;
         assert_eq!(weights + bn_vectors, m.cost().params);
     }
 
@@ -894,12 +889,12 @@ mod tests {
             assert!(msg.contains(&format!("resolution {r}")), "{msg}");
         }
         assert!(Model::new(arch("fasternet-l"), 96).is_ok());
-        let mut s = spec(Network::T0, 224);
+        let mut s = spec(Network::T0, image(224));
         assert!(s.validate().is_ok());
         s.map = "96x56x56".parse().unwrap();
         let msg = s.validate().unwrap_err().to_string();
         assert!(msg.contains("96x56x56") && msg.contains("3xRxR"), "{msg}");
-        let mut s = spec(Network::T0, 224);
+        let mut s = spec(Network::T0, image(224));
         s.model = None;
         let msg = s.validate().unwrap_err().to_string();
         assert!(msg.contains("needs a model"), "{msg}");
@@ -907,10 +902,10 @@ mod tests {
 
     #[test]
     fn native_and_candle_networks_match_the_f64_reference() {
-        let s = spec(Network::T0, MIN_RESOLUTION);
+        let s = spec(Network::T0, image(MIN_RESOLUTION));
         let weights = crate::ops::random_weights(&s, 1, 3);
         let n = 2;
-        let x = random_input(&s, n, 3);
+        let x = crate::ops::timed_input(&s, n, 3);
         let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
         let sets: Vec<Vec<f64>> = weights.iter().map(|w| wide(&w.data)).collect();
         let reference = reference(&s, &sets, &wide(&x), n);

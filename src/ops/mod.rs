@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CandleContext, Result};
 
-/// One operator configuration at one feature-map size: a single layer, c_in = c_out,
-/// stride 1, "same" padding (k / 2), no bias.
+/// One operator configuration at one feature-map size. An operator, composite or block is one
+/// layer with c_in = c_out, stride 1, "same" padding (k / 2) and no bias on its convolutions;
+/// a `fasternet` is a whole network on a 3 x R x R image (ops/fasternet.rs).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OpSpec {
     /// Written `op` in results files.
@@ -121,15 +122,6 @@ impl OpSpec {
             // ops/block.rs; its PConv is its only convolution of the usual kind.
             _ => vec![self.clone()],
         }
-    }
-
-    /// YOLO's C2f or its FasterNet variant (ops/c2f.rs).
-    pub fn is_c2f(&self) -> bool {
-        matches!(self.kind, OpKind::C2f | OpKind::C2fFaster)
-    }
-
-    pub fn is_composite(&self) -> bool {
-        matches!(self.kind, OpKind::PConvPw | OpKind::DwPw | OpKind::GConvPw)
     }
 
     /// Checks that this operator can be built at this feature-map size.
@@ -401,6 +393,10 @@ trait Family: Sync {
     fn output_elements(&self, spec: &OpSpec) -> usize {
         spec.map.elements()
     }
+    /// Whether `--impl native` has a CUDA forward for this family (else it runs on CPU only).
+    fn native_on_cuda(&self) -> bool {
+        true
+    }
     /// The input batch verification runs: `n` images uniform in [-1, 1), from the seed.
     fn verification_input(&self, spec: &OpSpec, n: usize, seed: u64) -> Vec<f32> {
         uniform(n * spec.map.elements(), 1.0, &mut seeded_rng(seed ^ 0x5eed))
@@ -524,17 +520,44 @@ macro_rules! family_in_module {
     };
 }
 
-family_in_module!(Block, block);
-family_in_module!(C2f, c2f);
+family_in_module! {
+    Block,
+    block,
+    fn native_on_cuda(&self) -> bool {
+        false
+    }
+}
+family_in_module! {
+    C2f,
+    c2f,
+    fn native_on_cuda(&self) -> bool {
+        false
+    }
+}
 family_in_module! {
     FasterNet,
     fasternet,
+    fn native_on_cuda(&self) -> bool {
+        false
+    }
     fn output_elements(&self, _: &OpSpec) -> usize {
         fasternet::CLASSES
     }
     fn verification_input(&self, spec: &OpSpec, n: usize, seed: u64) -> Vec<f32> {
-        fasternet::random_input(spec, n, seed)
+        // The network is verified on the images it is timed on.
+        timed_input(spec, n, seed)
     }
+}
+
+/// Whether `--impl native` runs `kind` on CUDA (blocks and networks run natively on CPU only).
+pub fn native_on_cuda(kind: OpKind) -> bool {
+    family(kind).native_on_cuda()
+}
+
+/// The input batch a point is timed on: `n` images of `spec`'s shape uniform in [-1, 1),
+/// from the seed (a FasterNet also verifies on it).
+pub fn timed_input(spec: &OpSpec, n: usize, seed: u64) -> Vec<f32> {
+    uniform(n * spec.map.elements(), 1.0, &mut seeded_rng(seed ^ 0x1a7e))
 }
 
 /// Elements of one layer's output for one image (a FasterNet's: its logits).

@@ -282,6 +282,10 @@ pub fn report_of_files(result: &RunResult, sources: &[(std::path::PathBuf, RunRe
     let r = rows::build(result);
     body += &format!("<h2>{}</h2>\n", esc(&r.title));
     body += &table(&r, "results");
+    if let Some(n) = super::networks::build(&result.records) {
+        body += &format!("<h2>{}</h2>\n", esc(&n.title));
+        body += &table(&n, "networks");
+    }
     body += "<h2>Figures</h2>\n";
     match super::plot::render_svg(result) {
         Ok(svg) => body += &figure(

@@ -12,6 +12,9 @@ fn escape(s: &str) -> String {
 impl super::Export for MarkdownFormat {
     fn export(&self, result: &RunResult) -> String {
         let mut out = render(&rows::build(result));
+        if let Some(r) = super::networks::build(&result.records) {
+            out += &format!("\n{}", render(&r));
+        }
         if let Some(v) = &result.verdicts {
             out += &crate::answer::markdown(v);
         }

@@ -107,12 +107,12 @@ impl Outputs {
     }
 
     /// Writes the figures, the roofline chart and the HTML page of `result` where asked;
-    /// returns one line per file written. `page` is the HTML page (report builds one per
-    /// input file).
-    pub fn write_figures(&self, result: &RunResult, page: Option<String>) -> Result<Vec<String>> {
+    /// returns one line per file written. With no records, `--plot` is skipped when `skip_empty_plot` (a run whose
+    /// every point failed still writes its JSON) and refused otherwise (`report`).
+    pub fn write_figures(&self, result: &RunResult, skip_empty_plot: bool) -> Result<Vec<String>> {
         let mut said = Vec::new();
         if let Some(out) = &self.plot {
-            if !result.records.is_empty() {
+            if !(skip_empty_plot && result.records.is_empty()) {
                 plot::write(out, result)?;
                 said.push(format!("wrote figures to {}", out.path().display()));
             }
@@ -125,8 +125,7 @@ impl Outputs {
             ));
         }
         if let Some(out) = &self.html {
-            let page = page.unwrap_or_else(|| html::report(result));
-            out.write(page.as_bytes())?;
+            out.write(html::report(result).as_bytes())?;
             said.push(format!("wrote the HTML report to {}", out.path().display()));
         }
         Ok(said)

@@ -10,8 +10,8 @@ pub struct TableFormat;
 impl super::Export for TableFormat {
     fn export(&self, result: &RunResult) -> String {
         let mut out = render(&rows::build(result));
-        if let Some(t) = super::networks::text(&result.records) {
-            out += &t;
+        if let Some(r) = super::networks::build(&result.records) {
+            out += &format!("\n{}", render(&r));
         }
         if let Some(v) = &result.verdicts {
             out += &crate::answer::text(v);
