@@ -232,6 +232,26 @@ def quantile(sorted_v, q):
     return sorted_v[lo] + (sorted_v[hi] - sorted_v[lo]) * (pos - lo)
 
 
+def median_interval(s, confidence=0.95):
+    """pconv-bench's median_interval_sorted: order statistics at the exact binomial ranks."""
+    n = len(s)
+    tail, ln_2n = (1 - confidence) / 2, n * math.log(2)
+    ln_choose, cdf, rank = 0.0, 0.0, 0
+    for k in range(n):
+        cdf += math.exp(ln_choose - ln_2n)
+        if cdf > tail:
+            break
+        rank = k + 1
+        ln_choose += math.log(n - k) - math.log(k + 1)
+    return (s[0], s[-1]) if rank == 0 else (s[rank - 1], s[n - rank])
+
+
+def median_interval_rel(s):
+    med = quantile(s, 0.5)
+    lo, hi = median_interval(s)
+    return max(med - lo, hi - med) / med if med > 0 else 0.0
+
+
 def summary(samples):
     """pconv-bench's Summary::from_samples (type-7 quantiles, Tukey fences, n - 1 std)."""
     s = sorted(samples)
@@ -242,10 +262,12 @@ def summary(samples):
     iqr = p75 - p25
     lo, hi = p25 - 1.5 * iqr, p75 + 1.5 * iqr
     rel = iqr / med if med > 0 else 0.0
+    ci_lo, ci_hi = median_interval(s)
     return {
         "samples": n, "median_ms": med, "mean_ms": mean, "std_ms": std, "min_ms": s[0],
         "max_ms": s[-1], "p25_ms": p25, "p75_ms": p75, "iqr_ms": iqr, "rel_iqr": rel,
         "outliers": sum(1 for x in s if x < lo or x > hi), "noisy": rel > NOISY_REL_IQR,
+        "ci95_lo_ms": ci_lo, "ci95_hi_ms": ci_hi, "ci95_rel": median_interval_rel(s),
     }
 
 
@@ -261,21 +283,26 @@ def rates(cost, latency_ms, batch):
     }
 
 
-def measure(run, sync, warmup_s, measure_s):
-    """pconv-bench's measure::measure: every sample is exactly one forward and one sync."""
+def measure(run, sync, warmup_s, measure_s, precision=None):
+    """pconv-bench's measure::measure: every sample is exactly one forward and one sync; with
+    a precision, the same early stop (checked after every sample to 100, then every 5 %)."""
     start, warm_runs = time.perf_counter(), 0
     while warm_runs < MIN_WARMUP_RUNS or time.perf_counter() - start < warmup_s:
         run()
         sync()
         warm_runs += 1
     warm_s = time.perf_counter() - start
-    samples, start = [], time.perf_counter()
+    samples, start, next_check = [], time.perf_counter(), MIN_SAMPLES
     while len(samples) < MAX_SAMPLES and (len(samples) < MIN_SAMPLES
                                           or time.perf_counter() - start < measure_s):
         t0 = time.perf_counter()
         run()
         sync()
         samples.append((time.perf_counter() - t0) * 1e3)
+        if precision and len(samples) >= next_check:
+            if median_interval_rel(sorted(samples)) <= precision:
+                break
+            next_check = len(samples) + max(len(samples) // 20, 1)
     return warm_runs, warm_s, samples
 
 
@@ -305,7 +332,7 @@ RECORD_KEYS = ("op", "variant", "kernel", "groups", "n_div", "partial_channels",
                "expansion", "act", "bottlenecks", "shape", "batch", "layers")
 
 
-def measure_record(r, dev, seed, warmup_s, measure_s):
+def measure_record(r, dev, seed, warmup_s, measure_s, precision=None):
     """Builds, verifies and times one planned record in PyTorch; returns the torch record."""
     if dev.type == "cpu":
         torch.set_num_threads(r["threads"])
@@ -325,7 +352,8 @@ def measure_record(r, dev, seed, warmup_s, measure_s):
         tol = TOLERANCE[r["dtype"]]
         if not rel <= tol:  # NaN fails too
             raise RuntimeError(f"torch {r['op']} {r['variant']} at {r['shape']}: rel err {rel:.3e} > {tol}")
-        warm_runs, warm_s, samples = measure(lambda: model(xd), sync, warmup_s, measure_s)
+        warm_runs, warm_s, samples = measure(lambda: model(xd), sync, warmup_s, measure_s,
+                                             precision)
     stats = summary(samples)
     cost = torch_cost(r)
     rec = {k: r[k] for k in RECORD_KEYS if r.get(k) is not None}
@@ -393,7 +421,7 @@ def main():
             continue
         seen.add(key)
         try:
-            rec = measure_record(r, dev, seed, warmup_s, measure_s)
+            rec = measure_record(r, dev, seed, warmup_s, measure_s, cfg.get("precision"))
         except (RuntimeError, ValueError) as e:
             sys.exit(f"error: {e}")
         records.append(rec)

@@ -173,6 +173,7 @@ const RUN_EXAMPLES: &str = "Examples:
   pconv-bench run --ops pconv --n-div 2,4,8 --pconv-forward split_cat
   pconv-bench run --shapes 128x40x40,256x20x20 --batch 4 --threads 2
   pconv-bench run --repeat 3 --json ci.json         # pooled repetitions, for compare
+  pconv-bench run --precision off                   # sample each point for the whole --measure-time
 
 List flags take comma-separated values and replace the config's list.";
 
@@ -213,6 +214,24 @@ pub struct SuiteArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub overrides: Overrides,
+}
+
+/// Parses a relative precision: `1%`, `0.5%` or a fraction such as `0.01`; `off` is 0.
+pub(crate) fn precision(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    if t == "off" {
+        return Ok(0.0);
+    }
+    let v = match t.strip_suffix('%') {
+        Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    };
+    match v {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 0.5 => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a precision: give a percentage from 0 to 50 such as 1% or 0.5%, a fraction such as 0.01, or off"
+        )),
+    }
 }
 
 pub(crate) fn on_off(s: &str) -> Result<bool, String> {

@@ -108,6 +108,10 @@ pub struct Suite {
     pub implementations: Vec<Implementation>,
     pub warmup_time_s: f64,
     pub measure_time_s: f64,
+    /// Stop sampling a point once the 95 % interval of its median is within this fraction of
+    /// it (at least 10 samples; measure_time_s stays the cap). None: sample the whole time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
     /// Seed of weights and inputs.
     pub seed: u64,
     /// CUDA: let f32 GEMMs use TF32 tensor cores (candle's reduced-precision flag).
@@ -249,6 +253,14 @@ impl Suite {
                 return Err(invalid(
                     key,
                     format!("{key} {v}: allowed are seconds with 0 <= s <= 3600"),
+                ));
+            }
+        }
+        if let Some(p) = self.precision {
+            if !(p.is_finite() && p > 0.0 && p <= 0.5) {
+                return Err(invalid(
+                    "precision",
+                    format!("precision {p}: allowed is a fraction 0 < p <= 0.5 (0.01 is 1 %)"),
                 ));
             }
         }
@@ -438,6 +450,11 @@ pub struct Overrides {
     /// Measurement time per point (at least 10 samples), e.g. 2 or 2s.
     #[arg(long = "measure-time", value_parser = crate::cli::seconds, value_name = "SECONDS")]
     pub measure_time_s: Option<f64>,
+    /// Stop sampling a point once the 95 % interval of its median is within this much of
+    /// it, e.g. 1% (at least 10 samples; --measure-time stays the cap); off samples the whole
+    /// --measure-time. Recorded.
+    #[arg(long, value_parser = crate::cli::precision, value_name = "PCT|off")]
+    pub precision: Option<f64>,
     /// Seed of the random weights and inputs.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -478,6 +495,9 @@ impl Suite {
             tf32,
             models
         );
+        if let Some(p) = o.precision {
+            self.precision = (p > 0.0).then_some(p);
+        }
         self.oversubscribe |= o.oversubscribe;
         self.validate().map_err(|e| Error::Invalid(e.message))?;
         Ok(self)

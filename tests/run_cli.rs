@@ -64,6 +64,23 @@ fn bad_inputs_exit_2_with_one_line_and_leave_results_alone() {
             "n_div 4 does not divide the 30 channels".into(),
         ),
         (vec!["--layers", "0"], "'0'".into()),
+        (vec!["--precision", "0"], "'0' is not a precision".into()),
+        (
+            vec!["--precision", "60%"],
+            "'60%' is not a precision".into(),
+        ),
+        (
+            vec!["--precision", "fast"],
+            "'fast' is not a precision".into(),
+        ),
+        (
+            vec!["--ops", "fasternet"],
+            "op fasternet needs models".into(),
+        ),
+        (
+            vec!["--ops", "fasternet", "--models", "fasternet-t0"],
+            "layers 10 with op fasternet".into(),
+        ),
         (vec!["--tf32", "on"], "--tf32 on applies to CUDA".into()),
         (vec!["--tf32", "maybe"], "'maybe'".into()),
         (vec!["--threads", "0"], "'0'".into()),
@@ -204,6 +221,34 @@ fn run_writes_a_complete_results_file_and_prints_the_table() {
         let gmacs = r["rates"]["gmac_per_s"].as_f64().unwrap();
         let ms = r["stats"]["median_ms"].as_f64().unwrap();
         assert!((macs / (ms / 1e3) / 1e9 - gmacs).abs() < 1e-9 * gmacs.max(1.0));
+    }
+}
+
+/// `--precision` is recorded and ends sampling once the median is known that well: a loose
+/// target is met by the first 10 samples of every point, long before the 5 s cap.
+#[test]
+fn a_precision_target_is_recorded_and_stops_sampling() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("p.json");
+    let out = run(&quick_run_args(
+        j.to_str().unwrap(),
+        &["--measure-time", "5", "--precision", "50%"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = read_json(&j);
+    assert_eq!(v["config"]["precision"], 0.5);
+    for r in v["records"].as_array().unwrap() {
+        let s = &r["stats"];
+        assert_eq!(s["samples"], 10, "{s}");
+        let (lo, med, hi) = (
+            s["ci95_lo_ms"].as_f64().unwrap(),
+            s["median_ms"].as_f64().unwrap(),
+            s["ci95_hi_ms"].as_f64().unwrap(),
+        );
+        assert!(
+            lo <= med && med <= hi && s["ci95_rel"].as_f64().unwrap() <= 0.5,
+            "{s}"
+        );
     }
 }
 

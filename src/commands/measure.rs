@@ -69,11 +69,20 @@ fn check_resumable(path: &Path, old: &RunResult, suite: &Suite) -> Result<()> {
     if o.seed != n.seed {
         return mismatch("seed", o.seed.to_string(), n.seed.to_string());
     }
-    if o.warmup_time_s != n.warmup_time_s || o.measure_time_s != n.measure_time_s {
+    if o.warmup_time_s != n.warmup_time_s
+        || o.measure_time_s != n.measure_time_s
+        || o.precision != n.precision
+    {
         return mismatch(
-            "budget (warm-up, measure seconds)",
-            format!("({}, {})", o.warmup_time_s, o.measure_time_s),
-            format!("({}, {})", n.warmup_time_s, n.measure_time_s),
+            "budget (warm-up, measure seconds, precision)",
+            format!(
+                "({}, {}, {:?})",
+                o.warmup_time_s, o.measure_time_s, o.precision
+            ),
+            format!(
+                "({}, {}, {:?})",
+                n.warmup_time_s, n.measure_time_s, n.precision
+            ),
         );
     }
     Ok(())
@@ -272,7 +281,8 @@ fn measure(job: Job, mut r: Resolved) -> Result<(RunResult, Outputs)> {
         device_label: r.suite.device.to_string(),
         references: &r.references,
         layers: r.suite.layers,
-        budget: Budget::new(r.suite.warmup_time_s, r.suite.measure_time_s),
+        budget: Budget::new(r.suite.warmup_time_s, r.suite.measure_time_s)
+            .with_precision(r.suite.precision),
         seed: r.suite.seed,
         inject_delay: args.inject_delay_us.map(std::time::Duration::from_micros),
         inject_nan_into: args.inject_nan_into,

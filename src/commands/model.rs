@@ -41,6 +41,7 @@ pub fn suite(args: &ModelArgs) -> Suite {
         implementations: args.implementations.clone(),
         warmup_time_s: args.warmup_time,
         measure_time_s: args.measure_time,
+        precision: None,
         seed: args.seed,
         tf32: false,
         oversubscribe: args.oversubscribe,

@@ -16,6 +16,9 @@ pub struct Budget {
     pub min_samples: usize,
     /// Upper bound on samples, so a microsecond operator does not produce a huge file.
     pub max_samples: usize,
+    /// Stop sampling once the 95 % interval of the median is within this fraction of it
+    /// (after `min_samples`; the measurement time stays the cap). None: use the whole time.
+    pub precision: Option<f64>,
 }
 
 impl Budget {
@@ -30,7 +33,13 @@ impl Budget {
             min_warmup_runs: Self::MIN_WARMUP_RUNS,
             min_samples: Self::MIN_SAMPLES,
             max_samples: Self::MAX_SAMPLES,
+            precision: None,
         }
+    }
+
+    /// This budget, stopping early once the median is known to `precision` (a fraction).
+    pub fn with_precision(self, precision: Option<f64>) -> Self {
+        Self { precision, ..self }
     }
 }
 
@@ -65,6 +74,9 @@ pub fn measure<E>(
 
     let measure_budget = Duration::from_secs_f64(budget.measure_time_s.max(0.0));
     let mut samples_ms = Vec::new();
+    // With a precision target the interval is checked after every sample up to 100, then
+    // after every 5 % more (a sort each time; outside the timed region).
+    let mut next_check = budget.min_samples;
     let start = Instant::now();
     while samples_ms.len() < budget.max_samples
         && (samples_ms.len() < budget.min_samples || start.elapsed() < measure_budget)
@@ -73,6 +85,17 @@ pub fn measure<E>(
         run()?;
         sync()?;
         samples_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        if let Some(target) = budget.precision {
+            if samples_ms.len() >= next_check {
+                let sorted = super::stats::sorted(&samples_ms);
+                if super::stats::median_interval_rel(&sorted, super::stats::MEDIAN_CONFIDENCE)
+                    <= target
+                {
+                    break;
+                }
+                next_check = samples_ms.len() + (samples_ms.len() / 20).max(1);
+            }
+        }
     }
     Ok(Measurement {
         warmup_runs,
@@ -105,6 +128,25 @@ mod tests {
         assert_eq!(m.samples_ms.len(), Budget::MIN_SAMPLES);
         assert_eq!(runs, Budget::MIN_WARMUP_RUNS + Budget::MIN_SAMPLES);
         assert_eq!(syncs, runs);
+    }
+
+    #[test]
+    fn a_precision_target_stops_sampling_early_and_the_time_cap_still_holds() {
+        // A target any 10 samples meet: 10 samples, not a minute of them.
+        let loose = Budget::new(0.0, 60.0).with_precision(Some(10.0));
+        let run = || {
+            std::thread::sleep(Duration::from_micros(200));
+            Ok::<(), ()>(())
+        };
+        let m = measure(&loose, run, || Ok(())).unwrap();
+        assert_eq!(m.samples_ms.len(), Budget::MIN_SAMPLES);
+        // A target no timer meets (1e-9 of a sleep): sampling runs to the time cap.
+        let strict = Budget::new(0.0, 0.05).with_precision(Some(1e-9));
+        let t0 = Instant::now();
+        let m = measure(&strict, run, || Ok(())).unwrap();
+        let took = t0.elapsed().as_secs_f64();
+        assert!(took >= 0.05, "stopped after {took} s of a 0.05 s budget");
+        assert!(m.samples_ms.len() > Budget::MIN_SAMPLES);
     }
 
     #[test]

@@ -38,6 +38,46 @@ pub fn std_dev(samples: &[f64]) -> f64 {
     (ss / (samples.len() - 1) as f64).sqrt()
 }
 
+/// The confidence of the median interval in every summary and of `--precision`'s stop.
+pub const MEDIAN_CONFIDENCE: f64 = 0.95;
+
+/// Distribution-free interval of the median of sorted, independent samples: the order
+/// statistics x_(l) and x_(n+1-l), with l the largest rank such that P(Bin(n, 1/2) <= l - 1)
+/// <= (1 - confidence) / 2 (exact binomial, summed in log space so no term underflows to
+/// nothing that matters). Assumes nothing about the shape of the distribution. With too
+/// few samples for any such rank (n < 6 at 95 %), the whole range.
+pub fn median_interval_sorted(sorted: &[f64], confidence: f64) -> (f64, f64) {
+    let n = sorted.len();
+    assert!(n > 0, "median interval of no samples");
+    let tail = (1.0 - confidence) / 2.0;
+    let ln_2n = n as f64 * std::f64::consts::LN_2;
+    let (mut ln_choose, mut cdf, mut l) = (0.0_f64, 0.0_f64, 0);
+    for k in 0..n {
+        cdf += (ln_choose - ln_2n).exp(); // P(K <= k)
+        if cdf > tail {
+            break;
+        }
+        l = k + 1;
+        ln_choose += ((n - k) as f64).ln() - ((k + 1) as f64).ln();
+    }
+    if l == 0 {
+        return (sorted[0], sorted[n - 1]);
+    }
+    (sorted[l - 1], sorted[n - l])
+}
+
+/// The larger distance from the median to an end of its interval, over the median: the
+/// relative precision `--precision` stops on.
+pub fn median_interval_rel(sorted: &[f64], confidence: f64) -> f64 {
+    let m = quantile_sorted(sorted, 0.5);
+    let (lo, hi) = median_interval_sorted(sorted, confidence);
+    if m > 0.0 {
+        (m - lo).max(hi - m) / m
+    } else {
+        0.0
+    }
+}
+
 /// Samples outside Tukey's fences [p25 - 1.5 IQR, p75 + 1.5 IQR].
 pub fn tukey_outliers(samples: &[f64], p25: f64, p75: f64) -> usize {
     let iqr = p75 - p25;
@@ -63,6 +103,15 @@ pub struct Summary {
     pub outliers: usize,
     /// rel_iqr > NOISY_REL_IQR.
     pub noisy: bool,
+    /// Distribution-free 95 % interval of the median ([`median_interval_sorted`]); 0 in
+    /// files written before it was recorded.
+    #[serde(default)]
+    pub ci95_lo_ms: f64,
+    #[serde(default)]
+    pub ci95_hi_ms: f64,
+    /// max(median - lo, hi - median) / median: the precision of the median.
+    #[serde(default)]
+    pub ci95_rel: f64,
 }
 
 impl Summary {
@@ -74,6 +123,7 @@ impl Summary {
         let median = quantile_sorted(&s, 0.5);
         let iqr = p75 - p25;
         let rel_iqr = if median > 0.0 { iqr / median } else { 0.0 };
+        let (lo, hi) = median_interval_sorted(&s, MEDIAN_CONFIDENCE);
         Self {
             samples: s.len(),
             median_ms: median,
@@ -87,6 +137,9 @@ impl Summary {
             rel_iqr,
             outliers: tukey_outliers(&s, p25, p75),
             noisy: rel_iqr > NOISY_REL_IQR,
+            ci95_lo_ms: lo,
+            ci95_hi_ms: hi,
+            ci95_rel: median_interval_rel(&s, MEDIAN_CONFIDENCE),
         }
     }
 }
@@ -122,6 +175,27 @@ mod tests {
         assert!((s.mean_ms - 14.5).abs() < 1e-12);
         assert!((s.std_ms - 30.152_390_728_873_67).abs() < 1e-9);
         assert!(s.noisy);
+    }
+
+    #[test]
+    fn the_median_interval_uses_exact_binomial_ranks() {
+        let ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        // n = 10: P(K <= 1) = 11/1024 <= 0.025 < P(K <= 2) = 56/1024, so ranks 2 and 9.
+        assert_eq!(median_interval_sorted(&ten, 0.95), (2.0, 9.0));
+        // n = 5: even rank 1 leaves 2/32 > 0.05 outside: the whole range.
+        assert_eq!(median_interval_sorted(&ten[..5], 0.95), (1.0, 5.0));
+        // n = 100: the textbook ranks 40 and 61.
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(median_interval_sorted(&hundred, 0.95), (40.0, 61.0));
+        // Large n stays finite and centred: ranks n/2 -+ ~0.98·sqrt(n).
+        let many: Vec<f64> = (1..=10_000).map(f64::from).collect();
+        let (lo, hi) = median_interval_sorted(&many, 0.95);
+        assert!(
+            (4900.0..4903.0).contains(&lo) && (9999.0 - hi - lo).abs() <= 2.0,
+            "{lo} {hi}"
+        );
+        let rel = median_interval_rel(&hundred, 0.95);
+        assert!((rel - 10.5 / 50.5).abs() < 1e-12, "{rel}");
     }
 
     #[test]
