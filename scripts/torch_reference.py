@@ -252,6 +252,22 @@ def median_interval_rel(s):
     return max(med - lo, hi - med) / med if med > 0 else 0.0
 
 
+MIN_STOP_SAMPLES, MIN_STOP_TIME_S = 20, 0.3  # pconv-bench's precision stop
+
+
+def precise_enough(samples, target):
+    """pconv-bench's stats::precise_enough."""
+    n = len(samples)
+    if n < MIN_STOP_SAMPLES:
+        return False
+    s = sorted(samples)
+    if median_interval_rel(s) > target:
+        return False
+    half = n // 2
+    first, second = sorted(samples[:half]), sorted(samples[half:])
+    return abs(quantile(first, 0.5) - quantile(second, 0.5)) <= 2 * target * quantile(s, 0.5)
+
+
 def summary(samples):
     """pconv-bench's Summary::from_samples (type-7 quantiles, Tukey fences, n - 1 std)."""
     s = sorted(samples)
@@ -285,7 +301,8 @@ def rates(cost, latency_ms, batch):
 
 def measure(run, sync, warmup_s, measure_s, precision=None):
     """pconv-bench's measure::measure: every sample is exactly one forward and one sync; with
-    a precision, the same early stop (checked after every sample to 100, then every 5 %)."""
+    a precision, the same early stop (after the minimum sampling time, checked after every
+    sample to 100, then every 5 % more)."""
     start, warm_runs = time.perf_counter(), 0
     while warm_runs < MIN_WARMUP_RUNS or time.perf_counter() - start < warmup_s:
         run()
@@ -293,16 +310,18 @@ def measure(run, sync, warmup_s, measure_s, precision=None):
         warm_runs += 1
     warm_s = time.perf_counter() - start
     samples, start, next_check = [], time.perf_counter(), MIN_SAMPLES
+    min_stop = min(max(measure_s, 0.0) / 4, MIN_STOP_TIME_S)
     while len(samples) < MAX_SAMPLES and (len(samples) < MIN_SAMPLES
                                           or time.perf_counter() - start < measure_s):
         t0 = time.perf_counter()
         run()
         sync()
         samples.append((time.perf_counter() - t0) * 1e3)
-        if precision and len(samples) >= next_check:
-            if median_interval_rel(sorted(samples)) <= precision:
+        n = len(samples)
+        if precision and n >= next_check and time.perf_counter() - start >= min_stop:
+            if precise_enough(samples, precision):
                 break
-            next_check = len(samples) + max(len(samples) // 20, 1)
+            next_check = n + (1 if n < 100 else n // 20)
     return warm_runs, warm_s, samples
 
 

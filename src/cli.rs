@@ -216,20 +216,18 @@ pub struct SuiteArgs {
     pub overrides: Overrides,
 }
 
-/// Parses a relative precision: `1%`, `0.5%` or a fraction such as `0.01`; `off` is 0.
+/// Parses a relative precision given as a percentage (`1%`, `0.5%`), or `off` (0). A bare
+/// number is refused: `0.5` could mean 0.5 % or a fraction of 50 %.
 pub(crate) fn precision(s: &str) -> Result<f64, String> {
     let t = s.trim();
     if t == "off" {
         return Ok(0.0);
     }
-    let v = match t.strip_suffix('%') {
-        Some(pct) => pct.trim().parse::<f64>().map(|v| v / 100.0),
-        None => t.parse::<f64>(),
-    };
-    match v {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= 0.5 => Ok(v),
+    let pct = t.strip_suffix('%').map(|p| p.trim().parse::<f64>());
+    match pct {
+        Some(Ok(v)) if v.is_finite() && v > 0.0 && v <= 50.0 => Ok(v / 100.0),
         _ => Err(format!(
-            "'{s}' is not a precision: give a percentage from 0 to 50 such as 1% or 0.5%, a fraction such as 0.01, or off"
+            "'{s}' is not a precision: give a percentage above 0 and at most 50 with its % sign, such as 1% or 0.5%, or off"
         )),
     }
 }

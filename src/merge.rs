@@ -96,6 +96,14 @@ fn check_same_setup(a_path: &Path, a: &RunResult, b_path: &Path, b: &RunResult) 
     if a.config.seed != b.config.seed {
         return differ("seed", a.config.seed.to_string(), b.config.seed.to_string());
     }
+    if a.config.precision != b.config.precision {
+        let shown = |p: Option<f64>| p.map_or("off".to_string(), |p| format!("{}%", p * 100.0));
+        return differ(
+            "precision",
+            shown(a.config.precision),
+            shown(b.config.precision),
+        );
+    }
     if a.config.tf32 != b.config.tf32 {
         return differ("tf32", a.config.tf32.to_string(), b.config.tf32.to_string());
     }

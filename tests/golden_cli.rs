@@ -170,10 +170,17 @@ fn weights_inputs_and_references_match_their_fingerprints() {
     let golden = golden("tests/golden/reference.json");
     let seed = golden["seed"].as_u64().unwrap();
     let n = golden["batch"].as_u64().unwrap() as usize;
+    // Count, sum, sum of squares, sum of (position x value), first, last: the positional sum
+    // moves when values move, even if the set and the ends stay.
     let stats = |v: &[f64]| -> Vec<f64> {
         let s: f64 = v.iter().sum();
         let q: f64 = v.iter().map(|x| x * x).sum();
-        vec![v.len() as f64, s, q, v[0], v[v.len() - 1]]
+        let w: f64 = v
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (i as f64 + 1.0) * x)
+            .sum();
+        vec![v.len() as f64, s, q, w, v[0], v[v.len() - 1]]
     };
     let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
     let cases = golden["cases"].as_array().unwrap();
@@ -197,6 +204,7 @@ fn weights_inputs_and_references_match_their_fingerprints() {
                 .iter()
                 .map(|v| v.as_f64().unwrap())
                 .collect();
+            assert_eq!(now.len(), then.len(), "{what} fingerprint length");
             for (a, b) in now.iter().zip(&then) {
                 assert!(
                     (a - b).abs() <= 1e-9 * b.abs().max(1.0),

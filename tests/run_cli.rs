@@ -66,6 +66,10 @@ fn bad_inputs_exit_2_with_one_line_and_leave_results_alone() {
         (vec!["--layers", "0"], "'0'".into()),
         (vec!["--precision", "0"], "'0' is not a precision".into()),
         (
+            vec!["--precision", "0.5"],
+            "'0.5' is not a precision".into(),
+        ),
+        (
             vec!["--precision", "60%"],
             "'60%' is not a precision".into(),
         ),
@@ -225,7 +229,7 @@ fn run_writes_a_complete_results_file_and_prints_the_table() {
 }
 
 /// `--precision` is recorded and ends sampling once the median is known that well: a loose
-/// target is met by the first 10 samples of every point, long before the 5 s cap.
+/// target is met as soon as the minimum count and time allow, long before the 5 s cap.
 #[test]
 fn a_precision_target_is_recorded_and_stops_sampling() {
     let dir = tempfile::tempdir().unwrap();
@@ -239,7 +243,14 @@ fn a_precision_target_is_recorded_and_stops_sampling() {
     assert_eq!(v["config"]["precision"], 0.5);
     for r in v["records"].as_array().unwrap() {
         let s = &r["stats"];
-        assert_eq!(s["samples"], 10, "{s}");
+        let sampled: f64 = r["samples_ms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .sum();
+        assert!(s["samples"].as_u64().unwrap() >= 20, "{s}");
+        assert!(sampled < 4000.0, "sampled {sampled} ms of a 5 s cap: {s}");
         let (lo, med, hi) = (
             s["ci95_lo_ms"].as_f64().unwrap(),
             s["median_ms"].as_f64().unwrap(),
@@ -250,6 +261,13 @@ fn a_precision_target_is_recorded_and_stops_sampling() {
             "{s}"
         );
     }
+    // With --repeat every repetition samples the whole time, and the file says so.
+    let out = run(&quick_run_args(
+        j.to_str().unwrap(),
+        &["--ops", "pwconv", "--precision", "50%", "--repeat", "2"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(read_json(&j)["config"].get("precision").is_none());
 }
 
 #[test]

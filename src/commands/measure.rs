@@ -69,20 +69,23 @@ fn check_resumable(path: &Path, old: &RunResult, suite: &Suite) -> Result<()> {
     if o.seed != n.seed {
         return mismatch("seed", o.seed.to_string(), n.seed.to_string());
     }
-    if o.warmup_time_s != n.warmup_time_s
-        || o.measure_time_s != n.measure_time_s
-        || o.precision != n.precision
-    {
+    if o.warmup_time_s != n.warmup_time_s || o.measure_time_s != n.measure_time_s {
         return mismatch(
-            "budget (warm-up, measure seconds, precision)",
-            format!(
-                "({}, {}, {:?})",
-                o.warmup_time_s, o.measure_time_s, o.precision
-            ),
-            format!(
-                "({}, {}, {:?})",
-                n.warmup_time_s, n.measure_time_s, n.precision
-            ),
+            "budget (warm-up, measure seconds)",
+            format!("({}, {})", o.warmup_time_s, o.measure_time_s),
+            format!("({}, {})", n.warmup_time_s, n.measure_time_s),
+        );
+    }
+    let shown = |p: Option<f64>| p.map_or("off".to_string(), |p| format!("{}%", p * 100.0));
+    let same = match (o.precision, n.precision) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs(),
+        (a, b) => a == b,
+    };
+    if !same {
+        return mismatch(
+            "precision (--precision; off in files from before it existed)",
+            shown(o.precision),
+            shown(n.precision),
         );
     }
     Ok(())
@@ -135,6 +138,12 @@ fn preflight(job: &Job) -> Result<Resolved> {
             (loaded, (**suite).clone())
         }
     };
+    let mut suite = suite;
+    // Repetitions are pooled sample by sample, so an early stop would weight a quiet
+    // repetition less than a disturbed one: with --repeat each samples the whole time.
+    if args.repeat > 1 {
+        suite.precision = None;
+    }
     let mut points = plan::expand(&suite);
     for p in &points {
         p.spec.validate()?;
@@ -195,9 +204,15 @@ fn preflight(job: &Job) -> Result<Resolved> {
     }
     let per_point = suite.warmup_time_s + suite.measure_time_s + OVERHEAD_S;
     let estimate = human_duration(points.len() as f64 * args.repeat as f64 * per_point);
+    // A precision stop ends quiet points early: the budget is then an upper bound.
+    let estimate = if suite.precision.is_some() {
+        format!("at most {estimate}")
+    } else {
+        format!("about {estimate}")
+    };
     if job.mode == Mode::Sweep && points.len() > MAX_POINTS_WITHOUT_YES && !job.yes {
         return Err(Error::Invalid(format!(
-            "sweep of {} points (about {estimate}) is over {MAX_POINTS_WITHOUT_YES}: pass --yes to run it, or narrow the lists",
+            "sweep of {} points ({estimate}) is over {MAX_POINTS_WITHOUT_YES}: pass --yes to run it, or narrow the lists",
             points.len()
         )));
     }
@@ -234,7 +249,7 @@ fn preflight(job: &Job) -> Result<Resolved> {
             String::new()
         };
         eprintln!(
-            "{}: {} points{resumed}, about {estimate}; the largest needs about {} of memory",
+            "{}: {} points{resumed}, {estimate}; the largest needs about {} of memory",
             suite.name,
             points.len(),
             crate::memory::human_bytes(largest)

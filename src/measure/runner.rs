@@ -16,8 +16,9 @@ pub struct Budget {
     pub min_samples: usize,
     /// Upper bound on samples, so a microsecond operator does not produce a huge file.
     pub max_samples: usize,
-    /// Stop sampling once the 95 % interval of the median is within this fraction of it
-    /// (after `min_samples`; the measurement time stays the cap). None: use the whole time.
+    /// Stop sampling once the median is known to this fraction of it
+    /// ([`super::stats::precise_enough`], after a quarter of the measurement time, at most
+    /// [`Budget::MIN_STOP_TIME_S`]); the measurement time stays the cap. None: use it all.
     pub precision: Option<f64>,
 }
 
@@ -25,6 +26,9 @@ impl Budget {
     pub const MIN_WARMUP_RUNS: usize = 3;
     pub const MIN_SAMPLES: usize = 10;
     pub const MAX_SAMPLES: usize = 10_000;
+    /// Sampling time a precision stop needs at least (or a quarter of the budget, if less): so
+    /// the samples span more than one spell of the machine.
+    pub const MIN_STOP_TIME_S: f64 = 0.3;
 
     pub fn new(warmup_time_s: f64, measure_time_s: f64) -> Self {
         Self {
@@ -74,8 +78,12 @@ pub fn measure<E>(
 
     let measure_budget = Duration::from_secs_f64(budget.measure_time_s.max(0.0));
     let mut samples_ms = Vec::new();
-    // With a precision target the interval is checked after every sample up to 100, then
-    // after every 5 % more (a sort each time; outside the timed region).
+    // With a precision target the samples are checked after every sample up to 100, then
+    // after every 5 % more (a sort each time; outside the timed region), once the minimum
+    // sampling time has passed.
+    let min_stop = Duration::from_secs_f64(
+        (budget.measure_time_s.max(0.0) / 4.0).min(Budget::MIN_STOP_TIME_S),
+    );
     let mut next_check = budget.min_samples;
     let start = Instant::now();
     while samples_ms.len() < budget.max_samples
@@ -86,14 +94,12 @@ pub fn measure<E>(
         sync()?;
         samples_ms.push(t0.elapsed().as_secs_f64() * 1e3);
         if let Some(target) = budget.precision {
-            if samples_ms.len() >= next_check {
-                let sorted = super::stats::sorted(&samples_ms);
-                if super::stats::median_interval_rel(&sorted, super::stats::MEDIAN_CONFIDENCE)
-                    <= target
-                {
+            let n = samples_ms.len();
+            if n >= next_check && start.elapsed() >= min_stop {
+                if super::stats::precise_enough(&samples_ms, target) {
                     break;
                 }
-                next_check = samples_ms.len() + (samples_ms.len() / 20).max(1);
+                next_check = n + if n < 100 { 1 } else { n / 20 };
             }
         }
     }
@@ -132,14 +138,18 @@ mod tests {
 
     #[test]
     fn a_precision_target_stops_sampling_early_and_the_time_cap_still_holds() {
-        // A target any 10 samples meet: 10 samples, not a minute of them.
-        let loose = Budget::new(0.0, 60.0).with_precision(Some(10.0));
         let run = || {
             std::thread::sleep(Duration::from_micros(200));
             Ok::<(), ()>(())
         };
+        // A target any samples meet: it stops once the minimum time and count are reached,
+        // long before a minute.
+        let loose = Budget::new(0.0, 60.0).with_precision(Some(10.0));
+        let t0 = Instant::now();
         let m = measure(&loose, run, || Ok(())).unwrap();
-        assert_eq!(m.samples_ms.len(), Budget::MIN_SAMPLES);
+        let took = t0.elapsed().as_secs_f64();
+        assert!(m.samples_ms.len() >= crate::measure::stats::MIN_STOP_SAMPLES);
+        assert!((Budget::MIN_STOP_TIME_S..30.0).contains(&took), "{took} s");
         // A target no timer meets (1e-9 of a sleep): sampling runs to the time cap.
         let strict = Budget::new(0.0, 0.05).with_precision(Some(1e-9));
         let t0 = Instant::now();

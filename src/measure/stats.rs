@@ -78,6 +78,29 @@ pub fn median_interval_rel(sorted: &[f64], confidence: f64) -> f64 {
     }
 }
 
+/// Samples a precision stop needs at least: with fewer, neighbouring samples (which share
+/// the machine's state) are too few to stand for the run.
+pub const MIN_STOP_SAMPLES: usize = 20;
+
+/// Whether samples (in the order they ran) pin the median down to `target` (a fraction): at
+/// least [`MIN_STOP_SAMPLES`], the 95 % interval of the median within `target` of it, and the
+/// medians of the first and the second half within `2 x target` of each other. Timing samples
+/// are not independent (a slow spell of the machine spans many of them); the halves' test
+/// keeps a run that drifts, or that began or ended in a spell, sampling.
+pub fn precise_enough(samples: &[f64], target: f64) -> bool {
+    let n = samples.len();
+    if n < MIN_STOP_SAMPLES {
+        return false;
+    }
+    let all = sorted(samples);
+    if median_interval_rel(&all, MEDIAN_CONFIDENCE) > target {
+        return false;
+    }
+    let m = quantile_sorted(&all, 0.5);
+    let (first, second) = samples.split_at(n / 2);
+    (median(first) - median(second)).abs() <= 2.0 * target * m
+}
+
 /// Samples outside Tukey's fences [p25 - 1.5 IQR, p75 + 1.5 IQR].
 pub fn tukey_outliers(samples: &[f64], p25: f64, p75: f64) -> usize {
     let iqr = p75 - p25;
@@ -187,15 +210,34 @@ mod tests {
         // n = 100: the textbook ranks 40 and 61.
         let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(median_interval_sorted(&hundred, 0.95), (40.0, 61.0));
-        // Large n stays finite and centred: ranks n/2 -+ ~0.98·sqrt(n).
-        let many: Vec<f64> = (1..=10_000).map(f64::from).collect();
-        let (lo, hi) = median_interval_sorted(&many, 0.95);
-        assert!(
-            (4900.0..4903.0).contains(&lo) && (9999.0 - hi - lo).abs() <= 2.0,
-            "{lo} {hi}"
+        // n = 6 .. 9: ranks (1, 6), (1, 7), (1, 8), (2, 8), from the exact binomial tails.
+        let ends = |n: usize| median_interval_sorted(&ten[..n], 0.95);
+        assert_eq!(
+            [ends(6), ends(7), ends(8), ends(9)],
+            [(1.0, 6.0), (1.0, 7.0), (1.0, 8.0), (2.0, 8.0)]
         );
+        // Large n stays finite: n = 10,000 gives ranks 4902 and 5099 (math.comb, by hand).
+        let many: Vec<f64> = (1..=10_000).map(f64::from).collect();
+        assert_eq!(median_interval_sorted(&many, 0.95), (4902.0, 5099.0));
         let rel = median_interval_rel(&hundred, 0.95);
         assert!((rel - 10.5 / 50.5).abs() < 1e-12, "{rel}");
+    }
+
+    #[test]
+    fn a_precision_stop_needs_samples_a_tight_median_and_halves_that_agree() {
+        let steady: Vec<f64> = (0..40).map(|i| 10.0 + 0.01 * f64::from(i % 5)).collect();
+        assert!(precise_enough(&steady, 0.01));
+        // Too few samples, however tight.
+        assert!(!precise_enough(&steady[..MIN_STOP_SAMPLES - 1], 0.01));
+        // A slow spell in the second half: the interval alone could pass, the halves do not.
+        let spell: Vec<f64> = (0..40).map(|i| if i < 25 { 10.0 } else { 10.5 }).collect();
+        assert!(median_interval_rel(&sorted(&spell), MEDIAN_CONFIDENCE) <= 0.05);
+        assert!(!precise_enough(&spell, 0.02));
+        // Scatter wider than the target.
+        let noisy: Vec<f64> = (0..40)
+            .map(|i| if i % 2 == 0 { 10.0 } else { 12.0 })
+            .collect();
+        assert!(!precise_enough(&noisy, 0.01));
     }
 
     #[test]
