@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::measure::stats::{bootstrap_median_ratio, groups};
-use crate::ops::{Dtype, FeatureMap, Implementation, OpKind};
+use crate::ops::{Dtype, FeatureMap, Implementation, OpKind, Pass};
 use crate::record::Record;
 
 /// Confidence level of every interval in the answer.
@@ -152,18 +152,33 @@ pub struct Answer {
     pub batch: usize,
     pub threads: usize,
     pub layers: usize,
+    /// `infer` or `train`: every record of the answer ran this pass.
+    #[serde(default, skip_serializing_if = "Pass::is_infer")]
+    pub pass: Pass,
     pub pconv: Side,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other_forward: Option<OtherForward>,
     pub versus: Vec<Versus>,
     pub claim: Claim,
+    /// Training answers only, when PConv's forward ran beside them: its training step's
+    /// median over its forward's (what a step costs in forwards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_vs_forward: Option<StepVsForward>,
+}
+
+/// A training step's median over the forward's, for the same operator and setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepVsForward {
+    /// The forward's median, ms.
+    pub forward_ms: f64,
+    pub ratio: Interval,
 }
 
 impl Answer {
     /// `96x56x56, native f32, batch 1, 1 thread, 10 layers`.
     pub fn heading(&self) -> String {
         format!(
-            "{}, {} {}, {}, batch {}, {} thread{}, {} layers",
+            "{}, {} {}, {}, batch {}, {} thread{}, {} layers{}",
             self.shape,
             self.implementation,
             self.dtype,
@@ -171,8 +186,26 @@ impl Answer {
             self.batch,
             self.threads,
             if self.threads == 1 { "" } else { "s" },
-            self.layers
+            self.layers,
+            if self.pass == Pass::Train {
+                ", training step (forward + backward)"
+            } else {
+                ""
+            }
         )
+    }
+
+    /// Words for the step against the forward: `a training step takes 2.95x its forward
+    /// (4.901 ms) [2.91, 2.99]`.
+    pub fn step_text(&self) -> Option<String> {
+        let s = self.step_vs_forward.as_ref()?;
+        Some(format!(
+            "a {} training step takes {}x its forward ({:.3} ms) {}",
+            paper_name(self.pconv.op),
+            sig3(s.ratio.estimate),
+            s.forward_ms,
+            bounds(s.ratio)
+        ))
     }
 
     /// Words for one rival: `DWConv 2.39x faster [2.31, 2.47]; PConv reaches 2.51x its
@@ -312,6 +345,7 @@ fn setting(r: &Record) -> impl PartialEq + '_ {
         r.threads,
         r.layers,
         r.spec.bottlenecks,
+        r.pass,
     )
 }
 
@@ -406,6 +440,26 @@ pub fn answers(records: &[Record]) -> Vec<Answer> {
         } else {
             Claim::NotSettled
         };
+        let step_vs_forward = (chosen.pass == Pass::Train)
+            .then(|| {
+                usable.iter().find(|r| {
+                    r.point()
+                        == crate::plan::Point {
+                            pass: Pass::Infer,
+                            ..chosen.point()
+                        }
+                        && r.device == chosen.device
+                        && r.layers == chosen.layers
+                })
+            })
+            .flatten()
+            .map(|f| {
+                seed += 1;
+                StepVsForward {
+                    forward_ms: f.stats.median_ms,
+                    ratio: ratio(f, chosen, seed),
+                }
+            });
         out.push(Answer {
             shape: chosen.spec.map,
             kernel: chosen.spec.kernel,
@@ -415,10 +469,12 @@ pub fn answers(records: &[Record]) -> Vec<Answer> {
             batch: chosen.batch,
             threads: chosen.threads,
             layers: chosen.layers,
+            pass: chosen.pass,
             pconv: Side::of(chosen),
             other_forward,
             versus,
             claim,
+            step_vs_forward,
         });
     }
     out
@@ -468,6 +524,9 @@ pub fn text(v: &Verdicts) -> String {
         if let Some(c) = a.claim_text() {
             out += &format!("  {c}\n");
         }
+        if let Some(t) = a.step_text() {
+            out += &format!("  {t}\n");
+        }
     }
     out
 }
@@ -494,6 +553,9 @@ pub fn markdown(v: &Verdicts) -> String {
         }
         if let Some(c) = a.claim_text() {
             out += &format!("- {c}\n");
+        }
+        if let Some(t) = a.step_text() {
+            out += &format!("- {t}\n");
         }
     }
     out

@@ -9,7 +9,7 @@ use candle_core::Device;
 use crate::config::PaperReference;
 use crate::error::{CandleContext, Error, Result};
 use crate::measure::{self, Budget, Measurement, Summary};
-use crate::ops::{self, kernel_path, FeatureMap, OpKind};
+use crate::ops::{self, kernel_path, Copies, FeatureMap, OpKind, Pass};
 use crate::plan::Point;
 use crate::record::{self, CostRecord, Failure, Rates, Record, Warmup};
 use crate::verify::{self, Verification};
@@ -46,31 +46,60 @@ fn failure(point: &Point, error: String) -> Failure {
         shape: point.spec.map,
         implementation: point.implementation,
         dtype: point.dtype,
+        pass: point.pass,
         error,
     }
 }
 
 /// Times one point on the current thread pool (the stack and input are built first,
-/// outside the timed region).
+/// outside the timed region). A training point's step runs once more, untimed, first, with
+/// its heap counted (on the CPU).
 fn time_point(ctx: &Context, point: &Point) -> Result<Timed> {
     let spec = &point.spec;
     let weights = ops::random_weights(spec, ctx.layers, ctx.seed);
-    let stack = ops::build(
-        spec,
-        point.implementation,
-        &weights,
-        ctx.device,
-        point.dtype,
-    )?;
     let FeatureMap { c, h, w } = spec.map;
     let shape = [point.batch, c, h, w];
     let input = ops::timed_input(spec, point.batch, ctx.seed);
     let x = ops::tensor_from(input, &shape, ctx.device, point.dtype)?;
+    type Run<'a> = Box<dyn Fn() -> candle_core::Result<()> + 'a>;
+    let (copies, run, peak_step_bytes): (Copies, Run, Option<u64>) = match point.pass {
+        Pass::Infer => {
+            let stack = ops::build(
+                spec,
+                point.implementation,
+                &weights,
+                ctx.device,
+                point.dtype,
+            )?;
+            let copies = stack.copies().clone();
+            (copies, Box::new(move || stack.forward(&x).map(drop)), None)
+        }
+        Pass::Train => {
+            let step = ops::build_train(
+                spec,
+                point.implementation,
+                &weights,
+                ctx.device,
+                point.dtype,
+            )?;
+            let x = step.input(x)?;
+            let copies = step.copies().clone();
+            let run = move || step.step(&x, None).map(drop);
+            let peak = if ctx.device.is_cpu() {
+                let (r, peak) = crate::heap::peak_during(&run);
+                r.context(|| format!("a training step of {} {}", spec.kind, spec.variant()))?;
+                Some(peak)
+            } else {
+                None
+            };
+            (copies, Box::new(run), peak)
+        }
+    };
     let (m, kernel_path) = kernel_path::traced(|| {
         measure::measure(
             &ctx.budget,
             || {
-                let y = stack.forward(&x).map(drop);
+                let y = run();
                 if let Some(d) = ctx.inject_delay {
                     std::thread::sleep(d);
                 }
@@ -80,11 +109,18 @@ fn time_point(ctx: &Context, point: &Point) -> Result<Timed> {
         )
     });
     let m = m.context(|| format!("timing {} {} at {}", spec.kind, spec.variant(), spec.map))?;
-    let cost = CostRecord::new(spec, stack.copies(), point.batch, ctx.layers, point.dtype);
+    let cost = CostRecord::new(
+        spec,
+        &copies,
+        (point.batch, ctx.layers),
+        point.dtype,
+        point.pass,
+    );
     Ok(Timed {
         measurement: m,
         cost,
         kernel_path,
+        peak_step_bytes,
     })
 }
 
@@ -93,6 +129,7 @@ struct Timed {
     measurement: Measurement,
     cost: CostRecord,
     kernel_path: String,
+    peak_step_bytes: Option<u64>,
 }
 
 /// Refuses a timing whose kernels are not the ones verification checked.
@@ -122,6 +159,7 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
         kernel_path,
         pooled: m,
         repetitions,
+        peak_step_bytes,
     } = slot;
     let spec = &point.spec;
     let stats = Summary::from_samples(&m.samples_ms);
@@ -141,6 +179,7 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
         dtype: point.dtype,
         device: ctx.device_label.clone(),
         threads: point.threads,
+        pass: point.pass,
         cost,
         kernel_path,
         verification,
@@ -150,7 +189,11 @@ fn record(ctx: &Context, point: &Point, slot: Slot) -> Record {
         },
         stats,
         rates,
-        paper: record::paper_row(ctx.references, spec, ctx.layers).cloned(),
+        // The paper's rows time the forward.
+        paper: (point.pass == Pass::Infer)
+            .then(|| record::paper_row(ctx.references, spec, ctx.layers).cloned())
+            .flatten(),
+        peak_step_bytes,
         samples_ms: m.samples_ms,
         roofline: None,
         repetitions,
@@ -164,6 +207,7 @@ struct Slot {
     kernel_path: String,
     pooled: Measurement,
     repetitions: Vec<usize>,
+    peak_step_bytes: Option<u64>,
 }
 
 /// Runs `points` `repeat` times, interleaved (the whole list, then again), pooling each
@@ -212,7 +256,11 @@ pub fn run(
                 continue;
             }
             let verified = p.install(|| {
-                verify::verify(
+                let verify = match point.pass {
+                    Pass::Infer => verify::verify,
+                    Pass::Train => verify::verify_train,
+                };
+                verify(
                     &point.spec,
                     point.implementation,
                     ctx.device,
@@ -242,6 +290,7 @@ pub fn run(
                 kernel_path: timed.kernel_path,
                 repetitions: vec![timed.measurement.samples_ms.len()],
                 pooled: timed.measurement,
+                peak_step_bytes: timed.peak_step_bytes,
             });
         }
     }
@@ -282,6 +331,7 @@ mod tests {
             dtype: Dtype::F32,
             batch: 1,
             threads: 1,
+            pass: crate::ops::Pass::Infer,
         };
         assert!(same_path(&point, &verified("im2col_gemm"), "im2col_gemm").is_ok());
         let err = same_path(&point, &verified("direct"), "im2col_gemm").unwrap_err();
@@ -388,6 +438,7 @@ mod tests {
             dtype: Dtype::F32,
             batch: 1,
             threads: 2,
+            pass: crate::ops::Pass::Infer,
         };
         let out = run(&ctx, &[point], 1, &mut |_, _| {}, &AtomicBool::new(false)).unwrap();
         assert!(out.failures.is_empty(), "{:?}", out.failures);

@@ -122,7 +122,7 @@ impl Comparison {
 pub fn identity(r: &Record, tf32: bool) -> String {
     let opt = |name: &str, v: Option<String>| v.map_or(String::new(), |v| format!(" {name}={v}"));
     format!(
-        "{} {} {} {} {} b{} t{} {} L{} k={}{}{}{}{}{}{}{}",
+        "{} {} {} {} {} b{} t{} {} L{} k={}{}{}{}{}{}{}{}{}",
         r.spec.kind,
         r.variant,
         r.spec.map,
@@ -139,6 +139,8 @@ pub fn identity(r: &Record, tf32: bool) -> String {
         opt("e", r.spec.expansion.map(|v| v.to_string())),
         opt("act", r.spec.act.map(|v| v.to_string())),
         opt("n", r.spec.bottlenecks.map(|v| v.to_string())),
+        // Infer is the pass of files from before passes existed: it adds nothing.
+        opt("pass", (!r.pass.is_infer()).then(|| r.pass.to_string())),
         if tf32 { " tf32" } else { "" }
     )
 }
@@ -335,7 +337,8 @@ mod tests {
         let r = file.records[0].clone();
         let id = identity(&r, false);
         assert_ne!(id, identity(&r, true), "tf32");
-        let edits: [fn(&mut Record); 7] = [
+        let edits: [fn(&mut Record); 8] = [
+            |r| r.pass = crate::ops::Pass::Train,
             |r| r.spec.kernel += 2,
             |r| r.spec.groups = Some(r.spec.groups.unwrap_or(1) + 1),
             |r| r.spec.n_div = Some(r.spec.n_div.unwrap_or(1) + 1),

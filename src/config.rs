@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::ops::{Act, Dtype, FeatureMap, Implementation, Network, OpKind, PConvForward};
+use crate::ops::{Act, Dtype, FeatureMap, Implementation, Network, OpKind, PConvForward, Pass};
 
 /// The built-in default suite of `run`: `configs/table1.toml`, compiled in so it works
 /// from any folder.
@@ -106,6 +106,10 @@ pub struct Suite {
     pub dtype: Vec<Dtype>,
     #[serde(rename = "impl")]
     pub implementations: Vec<Implementation>,
+    /// What each timed run does: `infer` (the forward) and/or `train` (forward, loss,
+    /// backward).
+    #[serde(default = "default_pass", skip_serializing_if = "is_infer_only")]
+    pub pass: Vec<Pass>,
     pub warmup_time_s: f64,
     pub measure_time_s: f64,
     /// Stop sampling a point once the 95 % interval of its median is within this fraction of
@@ -120,6 +124,14 @@ pub struct Suite {
     /// Thread counts above the machine's logical CPUs were allowed (`--oversubscribe`).
     #[serde(default)]
     pub oversubscribe: bool,
+}
+
+fn default_pass() -> Vec<Pass> {
+    vec![Pass::Infer]
+}
+
+fn is_infer_only(p: &[Pass]) -> bool {
+    p == [Pass::Infer]
 }
 
 fn default_expansion() -> Vec<usize> {
@@ -233,6 +245,7 @@ impl Suite {
         check_list("threads", &self.threads)?;
         check_list("dtype", &self.dtype)?;
         check_list("impl", &self.implementations)?;
+        check_list("pass", &self.pass)?;
         check_positive("batch", &self.batch)?;
         check_positive("threads", &self.threads)?;
         check_positive("layers", &[self.layers])?;
@@ -265,6 +278,29 @@ impl Suite {
             }
         }
         let uses = |k: OpKind| self.ops.contains(&k);
+        if self.pass.contains(&Pass::Train) {
+            if let Some(op) = self.ops.iter().find(|&&o| !crate::ops::trains(o)) {
+                let allowed: Vec<&str> = OpKind::ALL
+                    .iter()
+                    .filter(|&&o| crate::ops::trains(o))
+                    .map(|o| o.as_str())
+                    .collect();
+                return Err(invalid(
+                    "pass",
+                    format!(
+                        "pass train for op {op}: it has no training step; allowed with train are {}",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+            let partial = self.ops.iter().any(|&o| crate::plan::has_pconv_forward(o));
+            if partial && !self.pconv_forward.contains(&PConvForward::SplitCat) {
+                return Err(invalid(
+                    "pass",
+                    "pass train with pconv forward slicing: FasterNet's code marks slicing inference-only (it overwrites, in place, the input its conv's weight gradient needs, which autograd refuses); allowed with train is split_cat".to_string(),
+                ));
+            }
+        }
         if uses(OpKind::FasterNet) {
             if self.models.is_empty() {
                 return Err(invalid(
@@ -444,6 +480,10 @@ pub struct Overrides {
     /// Implementations: native (purpose-built CPU kernels, f32), candle (stock candle ops).
     #[arg(long = "impl", value_delimiter = ',')]
     pub implementations: Option<Vec<Implementation>>,
+    /// Passes: infer (the forward), train (forward, loss = sum of the output, backward to
+    /// the input's and every weight's gradient). PConv's slicing forward is inference-only.
+    #[arg(long, value_delimiter = ',', value_name = "PASSES")]
+    pub pass: Option<Vec<Pass>>,
     /// Warm-up time per point (at least 3 runs), e.g. 0.5 or 500ms.
     #[arg(long = "warmup-time", value_parser = crate::cli::seconds, value_name = "SECONDS")]
     pub warmup_time_s: Option<f64>,
@@ -489,6 +529,7 @@ impl Suite {
             layers,
             dtype,
             implementations,
+            pass,
             warmup_time_s,
             measure_time_s,
             seed,

@@ -12,6 +12,7 @@ pub mod compare;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod heap;
 pub mod measure;
 pub mod memory;
 pub mod merge;

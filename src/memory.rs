@@ -106,6 +106,30 @@ pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(
         .checked_mul(elem)?
         .checked_add(weights_per_layer.checked_mul(layers as u64)?)?
         .checked_add(im2col_bytes(p, batch, layers as u64, on_gpu)?)?;
+    let (verify_host, timed) = if p.pass == crate::ops::Pass::Train {
+        // A training step also keeps every part's input (and its gradient, while the
+        // backward passes it), and makes a gradient per weight with up to two more
+        // temporaries of its size (candle's autograd transposes and sums them; measured
+        // peaks: docs/training.md). Its reference runs on the whole batch in f64 (the weight
+        // gradient sums every image): input, upstream gradient, each part's input and
+        // gradient.
+        let parts = s.parts().len() as u64;
+        let step = image
+            .checked_mul(batch)?
+            .checked_mul(elem)?
+            .checked_mul(2 * parts * layers as u64)?
+            .checked_add(weights_per_layer.checked_mul(3 * layers as u64)?)?;
+        let reference = image
+            .checked_mul(batch)?
+            .checked_mul(8 * (2 + 2 * parts))?
+            .checked_add(weights_per_layer.checked_mul(2 * parts)?)?;
+        (
+            verify_host.checked_add(reference)?,
+            timed.checked_add(step)?,
+        )
+    } else {
+        (verify_host, timed)
+    };
     if on_gpu {
         // The host keeps the reference and the copies read back; the device the rest.
         Some((verify_host, timed.max(verify_device)))
@@ -225,6 +249,7 @@ mod tests {
             dtype: Dtype::F32,
             batch,
             threads: 1,
+            pass: crate::ops::Pass::Infer,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Expands a suite into the points to measure: the cartesian product of its lists.
 
 use crate::config::Suite;
-use crate::ops::{Dtype, Implementation, OpKind, OpSpec};
+use crate::ops::{Dtype, Implementation, OpKind, OpSpec, PConvForward, Pass};
 
 /// One thing to verify and time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -11,6 +11,33 @@ pub struct Point {
     pub dtype: Dtype,
     pub batch: usize,
     pub threads: usize,
+    /// The forward alone, or a training step.
+    pub pass: Pass,
+}
+
+/// Whether `kind`'s variants carry a PConv forward (slicing or split_cat).
+pub fn has_pconv_forward(kind: OpKind) -> bool {
+    matches!(
+        kind,
+        OpKind::PConv | OpKind::PConvPw | OpKind::FasterNetBlock | OpKind::C2fFaster
+    )
+}
+
+/// Whether `spec` can run `pass`: PConv's slicing forward is inference-only (FasterNet's code
+/// says so: it overwrites in place the input its conv's backward needs).
+pub fn runs(spec: &OpSpec, pass: Pass) -> bool {
+    pass == Pass::Infer || spec.forward != Some(PConvForward::Slicing)
+}
+
+/// What expanding the suite leaves out, for people (empty when nothing).
+pub fn notes(suite: &Suite) -> Vec<String> {
+    let slicing = suite.pconv_forward.contains(&PConvForward::Slicing)
+        && suite.ops.iter().any(|&o| has_pconv_forward(o));
+    if suite.pass.contains(&Pass::Train) && slicing {
+        vec!["pass train skips the slicing forward: FasterNet's code marks it inference-only (it overwrites in place the input its conv's weight gradient needs); split_cat is timed for training".into()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// The operator variants of one kind at one shape (PWConv ignores the kernel list).
@@ -111,15 +138,21 @@ pub fn expand(suite: &Suite) -> Vec<Point> {
                         .map(|&m| variants(suite, kind, m))
                         .collect();
                     for v in 0..per_shape[0].len() {
-                        for specs in &per_shape {
-                            for &implementation in &suite.implementations {
-                                points.push(Point {
-                                    spec: specs[v].clone(),
-                                    implementation,
-                                    dtype,
-                                    batch,
-                                    threads,
-                                });
+                        for &pass in &suite.pass {
+                            for specs in &per_shape {
+                                for &implementation in &suite.implementations {
+                                    if !runs(&specs[v], pass) {
+                                        continue;
+                                    }
+                                    points.push(Point {
+                                        spec: specs[v].clone(),
+                                        implementation,
+                                        dtype,
+                                        batch,
+                                        threads,
+                                        pass,
+                                    });
+                                }
                             }
                         }
                     }

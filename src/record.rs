@@ -7,7 +7,7 @@ use crate::config::{PaperReference, Suite};
 use crate::measure::Summary;
 use crate::metadata::{DeviceInfo, ToolInfo};
 use crate::ops::fasternet::NetworkInfo;
-use crate::ops::{Copies, Dtype, FeatureMap, Implementation, OpKind, OpSpec};
+use crate::ops::{Copies, Dtype, FeatureMap, Implementation, OpKind, OpSpec, Pass};
 use crate::plan::Point;
 use crate::verify::Verification;
 
@@ -37,12 +37,57 @@ pub struct CostRecord {
     pub params: u64,
     /// flop / memory_bytes (paper model, copies excluded).
     pub arithmetic_intensity_flop_per_byte: f64,
+    /// Training steps only (`pass: train`): the forward's and the backward's shares of
+    /// `macs`, and the activations the backward needs kept from the forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<TrainCost>,
+}
+
+/// What a training step adds to the forward, for one run (all layers, all images).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainCost {
+    /// Multiply-adds of the forward.
+    pub forward_macs: u64,
+    /// Multiply-adds of the backward: twice the forward's (input and weight gradients).
+    pub backward_macs: u64,
+    /// Activations kept from the forward for the backward (each convolution's input;
+    /// PConv's first c_p channels), elements and bytes.
+    pub saved_activation_elements: u64,
+    pub saved_activation_bytes: u64,
 }
 
 impl CostRecord {
-    pub fn new(spec: &OpSpec, copies: &Copies, batch: usize, layers: usize, dtype: Dtype) -> Self {
-        let c = spec.cost();
+    /// The cost of one timed run of `pass`: a training step counts its forward and backward
+    /// (the cost model of `ops::train::step_cost`).
+    pub fn new(
+        spec: &OpSpec,
+        copies: &Copies,
+        (batch, layers): (usize, usize),
+        dtype: Dtype,
+        pass: Pass,
+    ) -> Self {
         let (b, l, size) = (batch as u64, layers as u64, dtype.size_bytes());
+        let forward = spec.cost();
+        let (c, train) = match pass {
+            Pass::Infer => (forward, None),
+            Pass::Train => {
+                let s = crate::ops::train::step_cost(spec);
+                let saved = s.saved_activation_elements * b * l;
+                let both = crate::ops::LayerCost {
+                    macs: s.forward.macs + s.backward.macs,
+                    activation_elements: s.forward.activation_elements
+                        + s.backward.activation_elements,
+                    weight_elements: s.forward.weight_elements + s.backward.weight_elements,
+                };
+                let train = TrainCost {
+                    forward_macs: s.forward.macs * b * l,
+                    backward_macs: s.backward.macs * b * l,
+                    saved_activation_elements: saved,
+                    saved_activation_bytes: saved * size,
+                };
+                (both, Some(train))
+            }
+        };
         let macs = c.macs * b * l;
         let memory_elements = (c.activation_elements * b + c.weight_elements) * l;
         let copy_elements = copies.elements_per_image * b * l;
@@ -55,8 +100,9 @@ impl CostRecord {
             copy_elements,
             copy_bytes: copy_elements * size,
             copies: copies.description.clone(),
-            params: c.weight_elements * l,
+            params: forward.weight_elements * l,
             arithmetic_intensity_flop_per_byte: (2 * macs) as f64 / (memory_elements * size) as f64,
+            train,
         }
     }
 }
@@ -120,6 +166,10 @@ pub struct Record {
     /// `cpu` or `cuda:N`.
     pub device: String,
     pub threads: usize,
+    /// `infer` (the forward) or `train` (forward, loss, backward); files from before passes
+    /// existed mean `infer`.
+    #[serde(default)]
+    pub pass: Pass,
     pub cost: CostRecord,
     /// The kernels the timed runs took (`direct`, `im2col_gemm`, `gemm`, `candle`; several
     /// joined with `+` in first-use order). Always equal to `verification.kernel_path`.
@@ -132,6 +182,11 @@ pub struct Record {
     /// The paper's Table 1 row for this operator and shape, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paper: Option<PaperReference>,
+    /// Training steps on the CPU: the most heap bytes one step held at once beyond what was
+    /// live before it (saved activations, gradients, workspaces), counted by a counting
+    /// allocator around one untimed step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_step_bytes: Option<u64>,
     /// Every timed run, ms, in order.
     pub samples_ms: Vec<f64>,
     /// Position under the device's roofline, when a profile was used.
@@ -152,6 +207,7 @@ impl Record {
             dtype: self.dtype,
             batch: self.batch,
             threads: self.threads,
+            pass: self.pass,
         }
     }
 }
@@ -164,6 +220,8 @@ pub struct Failure {
     pub shape: FeatureMap,
     pub implementation: Implementation,
     pub dtype: Dtype,
+    #[serde(default)]
+    pub pass: Pass,
     pub error: String,
 }
 

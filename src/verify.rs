@@ -248,6 +248,152 @@ pub fn verify(
     })
 }
 
+/// Runs one layer's training step of `spec` in `implementation` at the timed batch (on the
+/// caller's pool, as it is timed) with a random upstream gradient g (loss sum(y ⊙ g), so
+/// every gradient entry is tested; the timed step's sum(y) is the case g = 1), and checks
+/// against the f64 reference (the naive convolution's analytic gradients): the output and the
+/// input gradient on the first, middle and last image, every weight gradient (a sum over the
+/// whole batch), and, for PConv, that the untouched channels pass their gradient through bit
+/// for bit.
+pub fn verify_train(
+    spec: &OpSpec,
+    implementation: Implementation,
+    device: &Device,
+    dtype: Dtype,
+    (batch, seed): (usize, u64),
+    poison_output: bool,
+) -> Result<Verification> {
+    let FeatureMap { c, h, w } = spec.map;
+    let n = batch;
+    let label = format!(
+        "{} {} at {} ({implementation}, {dtype}, train)",
+        spec.kind,
+        spec.variant(),
+        spec.map
+    );
+    let weights = ops::random_weights(spec, 1, seed);
+    let shape = [n, c, h, w];
+    let x_data = ops::verification_input(spec, n, seed);
+    let g_data = ops::uniform(x_data.len(), 1.0, &mut ops::seeded_rng(seed ^ 0x9bad));
+    let step = ops::build_train(spec, implementation, &weights, device, dtype)?;
+    let x = step.input(ops::tensor_from(x_data, &shape, device, dtype)?)?;
+    let g = ops::tensor_from(g_data, &shape, device, dtype)?;
+    // What the layer really sees, after rounding to the dtype.
+    let (x_host, g_host) = (to_f32_vec(&x)?, to_f32_vec(&g)?);
+    let (grads, kernel_path) = kernel_path::traced(|| {
+        let grads = step.step(&x, Some(&g))?;
+        device.synchronize()?;
+        Ok::<_, candle_core::Error>(grads)
+    });
+    let grads = grads.context(|| format!("running a training step of {label}"))?;
+    let mut dx = to_f32_vec(&grads.input)?;
+    if poison_output {
+        let mid = dx.len() / 2;
+        dx[mid] = f32::NAN;
+    }
+    let y = to_f32_vec(&grads.output)?;
+    let dws = grads
+        .weights
+        .iter()
+        .map(to_f32_vec)
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(i) = dx.iter().chain(&y).position(|v| !v.is_finite()) {
+        return Err(Error::Verification(format!(
+            "{label}: {} holds a non-finite value (NaN or infinity)",
+            if i < dx.len() {
+                "the input gradient"
+            } else {
+                "the output"
+            }
+        )));
+    }
+    let rounded_weights: Vec<Vec<f64>> = weights.iter().map(|w| rounded(w, dtype)).collect();
+    let (y_ref, dx_ref, dw_ref) =
+        ops::train::reference_step(spec, &rounded_weights, &widen(&x_host), &widen(&g_host), n);
+    let tol = if dtype == Dtype::F32
+        && device.is_cuda()
+        && candle_core::cuda::gemm_reduced_precision_f32()
+    {
+        TF32_TOLERANCE
+    } else {
+        tolerance(dtype)
+    };
+    let image = c * h * w;
+    let which = reference_images(n);
+    let pick = |v: &[f64]| pick_images(v, image, &which);
+    let (_, y_rel) = check_output(
+        &format!("{label}: output"),
+        &widen(&pick_images(&y, image, &which)),
+        &pick(&y_ref),
+        tol,
+    )?;
+    let (max_abs_err, dx_rel) = check_output(
+        &format!("{label}: input gradient"),
+        &widen(&pick_images(&dx, image, &which)),
+        &pick(&dx_ref),
+        tol,
+    )?;
+    if dws.len() != dw_ref.len() {
+        return Err(Error::Verification(format!(
+            "{label}: {} weight gradients where {} were expected",
+            dws.len(),
+            dw_ref.len()
+        )));
+    }
+    let mut dw_rel: f64 = 0.0;
+    let mut dw_abs: f64 = 0.0;
+    for (i, (got, want)) in dws.iter().zip(&dw_ref).enumerate() {
+        let (abs, rel) = check_output(
+            &format!("{label}: weight gradient {}", i + 1),
+            &widen(got),
+            want,
+            tol,
+        )?;
+        dw_rel = dw_rel.max(rel);
+        dw_abs = dw_abs.max(abs);
+    }
+    let images = match which.as_slice() {
+        [only] => format!("image {only}"),
+        _ => format!("images {which:?}"),
+    };
+    let mut checks = vec![
+        format!("output of {images} of {n} matches the naive f64 reference (rel err {y_rel:.2e} <= {tol:.0e})"),
+        format!("input gradient of {images} of {n} matches the naive f64 gradient (rel err {dx_rel:.2e} <= {tol:.0e})"),
+        format!(
+            "{} weight gradient(s), summed over {n} image(s), match the naive f64 gradient (rel err {dw_rel:.2e} <= {tol:.0e})",
+            dws.len()
+        ),
+    ];
+    if spec.kind == OpKind::PConv {
+        let (cp, plane) = (spec.conv_channels(), h * w);
+        for b in 0..n {
+            let range = (b * c + cp) * plane..(b + 1) * c * plane;
+            let same = g_host[range.clone()]
+                .iter()
+                .zip(&dx[range])
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            if !same {
+                return Err(Error::Verification(format!(
+                    "{label}: the gradient of the {} untouched channels differs from the upstream gradient",
+                    c - cp
+                )));
+            }
+        }
+        checks.push(format!(
+            "untouched {} channels pass their gradient through bit for bit",
+            c - cp
+        ));
+    }
+    Ok(Verification {
+        input: format!("{n}x{c}x{h}x{w}"),
+        kernel_path,
+        max_abs_err: max_abs_err.max(dw_abs),
+        max_rel_err: y_rel.max(dx_rel).max(dw_rel),
+        tolerance: tol,
+        checks,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,33 @@ fn bad_inputs_exit_2_with_one_line_and_leave_results_alone() {
             "'swish'".into(),
         ),
         (vec!["--ops", "c2f", "--bottlenecks", "0"], "'0'".into()),
+        (vec!["--pass", "backprop"], "'backprop'".into()),
+        (
+            vec![
+                "--ops",
+                "pconv",
+                "--pconv-forward",
+                "slicing",
+                "--pass",
+                "train",
+            ],
+            "inference-only".into(),
+        ),
+        (
+            vec![
+                "--ops",
+                "pconv_pw",
+                "--pconv-forward",
+                "slicing",
+                "--pass",
+                "infer,train",
+            ],
+            "allowed with train is split_cat".into(),
+        ),
+        (
+            vec!["--ops", "conv,c2f", "--pass", "train"],
+            "op c2f".into(),
+        ),
         (
             vec!["--ops", "c2f", "--shapes", "63x8x8"],
             "the 63 channels of 63x8x8".into(),
@@ -345,9 +372,18 @@ fn the_json_docs_document_every_field() {
     ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let model = read_json(&m);
+    // Training records carry their own fields.
+    let t = dir.path().join("train.json");
+    let out = run(&quick_run_args(
+        t.to_str().unwrap(),
+        &["--ops", "pconv", "--pass", "train", "--shapes", "48x7x7"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let train = read_json(&t);
     let mut fields = Vec::new();
     flatten("", &v, &mut fields);
     flatten("", &model, &mut fields);
+    flatten("", &train, &mut fields);
     let docs = std::fs::read_to_string("docs/json.md").unwrap();
     let section = |name: &str| -> &str {
         docs.split(&format!("\n## {name}\n"))
@@ -396,6 +432,7 @@ fn the_json_docs_document_every_field() {
         .unwrap()
         .iter()
         .chain(model["records"].as_array().unwrap())
+        .chain(train["records"].as_array().unwrap())
         .collect();
     for line in section("records").lines().filter(|l| l.starts_with("| `")) {
         let first = line.split('|').nth(1).unwrap();
@@ -438,4 +475,66 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+#[test]
+fn a_training_pass_is_verified_timed_and_recorded_beside_the_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("train.json");
+    let out = run(&quick_run_args(
+        j.to_str().unwrap(),
+        &[
+            "--ops",
+            "pconv,dwconv",
+            "--pconv-forward",
+            "slicing,split_cat",
+            "--shapes",
+            "32x9x9",
+            "--impl",
+            "native,candle",
+            "--pass",
+            "infer,train",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Slicing trains nowhere: it is skipped (the run says so unless --quiet).
+    let v = read_json(&j);
+    assert_eq!(v["config"]["pass"], serde_json::json!(["infer", "train"]));
+    let records = v["records"].as_array().unwrap();
+    // pconv: 2 forwards infer + split_cat train; dwconv: infer + train; each for 2 impls.
+    assert_eq!(records.len(), (3 + 2) * 2);
+    let train: Vec<_> = records.iter().filter(|r| r["pass"] == "train").collect();
+    assert_eq!(train.len(), 4);
+    for r in &train {
+        assert_ne!(r["forward"], "slicing");
+        let checks = r["verification"]["checks"].to_string();
+        assert!(
+            checks.contains("input gradient") && checks.contains("weight gradient"),
+            "{checks}"
+        );
+        let t = &r["cost"]["train"];
+        assert_eq!(t["backward_macs"], t["forward_macs"].as_u64().unwrap() * 2);
+        assert!(r["peak_step_bytes"].as_u64().unwrap() > 0);
+        assert!(r["paper"].is_null());
+        if r["implementation"] == "native" {
+            assert!(
+                r["kernel_path"].as_str().unwrap().contains("wgrad_"),
+                "{}",
+                r["kernel_path"]
+            );
+        }
+    }
+    // The answer of the training records says what a step costs in forwards.
+    let answers = v["verdicts"]["answers"].as_array().unwrap();
+    let trained: Vec<_> = answers.iter().filter(|a| a["pass"] == "train").collect();
+    assert_eq!(trained.len(), 2, "{answers:?}");
+    for a in trained {
+        assert!(a["step_vs_forward"]["ratio"]["estimate"].as_f64().unwrap() > 1.0);
+        assert_eq!(a["versus"][0]["other"]["op"], "dwconv");
+    }
+    assert!(
+        stdout(&out).contains("training step takes"),
+        "{}",
+        stdout(&out)
+    );
 }

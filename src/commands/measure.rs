@@ -234,6 +234,16 @@ fn preflight(job: &Job) -> Result<Resolved> {
                 p.spec.kind, suite.device
             )));
         }
+        let native_train = points.iter().any(|p| {
+            p.implementation == crate::ops::Implementation::Native
+                && p.pass == crate::ops::Pass::Train
+        });
+        if native_train {
+            return Err(Error::Unsupported(format!(
+                "implementation native has backward kernels on cpu only: with --pass train use --impl candle on {}",
+                suite.device
+            )));
+        }
     } else if suite.tf32 {
         return Err(Error::Invalid(format!(
             "--tf32 on applies to CUDA GEMMs: allowed on device {} is off",
@@ -242,6 +252,9 @@ fn preflight(job: &Job) -> Result<Resolved> {
     }
     let largest = crate::memory::check_points(&points, suite.layers, &device)?;
     if !args.quiet {
+        for note in plan::notes(&suite) {
+            eprintln!("note: {note}");
+        }
         let skipped = total - points.len();
         let resumed = if skipped > 0 {
             format!(" ({skipped} of {total} already measured)")

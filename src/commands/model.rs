@@ -39,6 +39,7 @@ pub fn suite(args: &ModelArgs) -> Suite {
         layers: 1,
         dtype: vec![Dtype::F32],
         implementations: args.implementations.clone(),
+        pass: vec![crate::ops::Pass::Infer],
         warmup_time_s: args.warmup_time,
         measure_time_s: args.measure_time,
         precision: None,

@@ -20,6 +20,10 @@ pub const IM2COL_GEMM: &str = "im2col_gemm";
 /// A plain GEMM over the input planes (1x1 convolutions, the blocks' pointwise layers,
 /// patch embeddings after space-to-depth).
 pub const GEMM: &str = "gemm";
+/// A weight gradient as per-tap correlations (DWConv, few channels per group).
+pub const WGRAD_DIRECT: &str = "wgrad_direct";
+/// A weight gradient as im2col bands feeding one GEMM per group.
+pub const WGRAD_GEMM: &str = "wgrad_gemm";
 /// Stock candle ops: candle picks its own kernels.
 pub const CANDLE: &str = "candle";
 

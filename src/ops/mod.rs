@@ -12,9 +12,10 @@ pub mod kernel_path;
 pub mod native;
 mod pconv;
 pub mod reference;
+pub mod train;
 pub mod types;
 
-pub use types::{Act, Dtype, FeatureMap, Implementation, Network, OpKind, PConvForward};
+pub use types::{Act, Dtype, FeatureMap, Implementation, Network, OpKind, PConvForward, Pass};
 
 use candle_core::{Device, Tensor};
 use candle_nn::Module;
@@ -330,29 +331,41 @@ pub fn build(
 /// Builds a single operator or a composite: each layer is the parts in a row, each part a
 /// native layer or stock candle ops.
 fn build_parts(spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Stack> {
-    let Target {
-        implementation,
-        device,
-        dtype,
-    } = *on;
     let parts = spec.parts();
-    let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(weights.len());
     // A composite's layer is its parts in a row: the stack runs them in order.
-    for (w, part) in weights.iter().zip(parts.iter().cycle()) {
-        let layer: Box<dyn Module + Send + Sync> = match (implementation, part.kind) {
-            (Implementation::Native, _) => {
-                Box::new(native::Native(native::NativeLayer::new(part, w)))
-            }
-            (Implementation::Candle | Implementation::Torch, kind) => {
-                let weight = tensor_from(w.data.clone(), &w.shape, device, dtype)?;
-                match kind {
-                    OpKind::PConv => Box::new(pconv::CandlePConv::new(part, weight)),
-                    _ => Box::new(conv::CandleConv::new(part, weight)),
-                }
-            }
-        };
-        layers.push(layer);
+    let layers = weights
+        .iter()
+        .zip(parts.iter().cycle())
+        .map(|(w, part)| {
+            let weight = match on.implementation {
+                Implementation::Native => None,
+                _ => Some(tensor_from(w.data.clone(), &w.shape, on.device, on.dtype)?),
+            };
+            Ok(part_layer(part, w, weight))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Stack {
+        layers,
+        copies: parts_copies(spec, on.implementation),
+    })
+}
+
+/// One part of a single operator or composite: a native layer, or stock candle ops on
+/// `weight` (a tensor of `w`, or a variable for training).
+fn part_layer(
+    part: &OpSpec,
+    w: &LayerWeights,
+    weight: Option<Tensor>,
+) -> Box<dyn Module + Send + Sync> {
+    match (weight, part.kind) {
+        (None, _) => Box::new(native::Native(native::NativeLayer::new(part, w))),
+        (Some(weight), OpKind::PConv) => Box::new(pconv::CandlePConv::new(part, weight)),
+        (Some(weight), _) => Box::new(conv::CandleConv::new(part, weight)),
     }
+}
+
+/// What the forward of a single operator or composite copies beyond the paper's model.
+fn parts_copies(spec: &OpSpec, implementation: Implementation) -> Copies {
     let part_copies = |part: &OpSpec| match (implementation, part.kind) {
         (Implementation::Native, _) => native::copies(part),
         (Implementation::Candle | Implementation::Torch, OpKind::PConv) => {
@@ -360,7 +373,7 @@ fn build_parts(spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<S
         }
         (Implementation::Candle | Implementation::Torch, _) => Copies::default(),
     };
-    let copies = parts
+    spec.parts()
         .iter()
         .map(part_copies)
         .fold(Copies::default(), |a, b| Copies {
@@ -370,8 +383,7 @@ fn build_parts(spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<S
                 .filter(|d| !d.is_empty())
                 .collect::<Vec<_>>()
                 .join("; "),
-        });
-    Ok(Stack { layers, copies })
+        })
 }
 
 /// What an operator family provides. One implementation per family, picked by one match in
@@ -401,6 +413,22 @@ trait Family: Sync {
     fn verification_input(&self, spec: &OpSpec, n: usize, seed: u64) -> Vec<f32> {
         uniform(n * spec.map.elements(), 1.0, &mut seeded_rng(seed ^ 0x5eed))
     }
+    /// The training step (`--pass train`), for families that have one.
+    fn build_train(
+        &self,
+        spec: &OpSpec,
+        _weights: &[LayerWeights],
+        _on: &Target,
+    ) -> Result<Box<dyn train::TrainStep>> {
+        Err(crate::error::Error::Unsupported(format!(
+            "op {} has no training step",
+            spec.kind
+        )))
+    }
+    /// Whether [`Family::build_train`] builds one.
+    fn trains(&self) -> bool {
+        false
+    }
 }
 
 /// Conv, GConv, DWConv, PConv, PWConv: one convolution (PConv: on its first c_p channels).
@@ -425,6 +453,17 @@ fn family(kind: OpKind) -> &'static dyn Family {
 }
 
 impl Family for Single {
+    fn trains(&self) -> bool {
+        true
+    }
+    fn build_train(
+        &self,
+        spec: &OpSpec,
+        weights: &[LayerWeights],
+        on: &Target,
+    ) -> Result<Box<dyn train::TrainStep>> {
+        train::build_parts(spec, weights, on)
+    }
     fn validate(&self, spec: &OpSpec) -> Result<()> {
         spec.validate_single()
     }
@@ -446,6 +485,17 @@ impl Family for Single {
 }
 
 impl Family for Composite {
+    fn trains(&self) -> bool {
+        true
+    }
+    fn build_train(
+        &self,
+        spec: &OpSpec,
+        weights: &[LayerWeights],
+        on: &Target,
+    ) -> Result<Box<dyn train::TrainStep>> {
+        train::build_parts(spec, weights, on)
+    }
     fn validate(&self, spec: &OpSpec) -> Result<()> {
         spec.parts().iter().try_for_each(OpSpec::validate_single)
     }
@@ -547,6 +597,38 @@ family_in_module! {
         // The network is verified on the images it is timed on.
         timed_input(spec, n, seed)
     }
+}
+
+/// Whether `kind` has a training step (`--pass train`).
+pub fn trains(kind: OpKind) -> bool {
+    family(kind).trains()
+}
+
+/// Builds the training step of `spec` with the given per-layer weights.
+pub fn build_train(
+    spec: &OpSpec,
+    implementation: Implementation,
+    weights: &[LayerWeights],
+    device: &Device,
+    dtype: Dtype,
+) -> Result<Box<dyn train::TrainStep>> {
+    spec.validate()?;
+    if let Some(why) = implementation.not_runnable_here() {
+        return Err(crate::error::Error::Unsupported(why));
+    }
+    if !crate::plan::runs(spec, Pass::Train) {
+        return Err(crate::error::Error::Invalid(format!(
+            "{} {}: the slicing forward is inference-only (FasterNet's code says so: it overwrites in place the input its conv's weight gradient needs); train split_cat",
+            spec.kind,
+            spec.variant()
+        )));
+    }
+    let on = Target {
+        implementation,
+        device,
+        dtype,
+    };
+    family(spec.kind).build_train(spec, weights, &on)
 }
 
 /// Whether `--impl native` runs `kind` on CUDA (blocks and networks run natively on CPU only).

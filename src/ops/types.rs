@@ -159,6 +159,32 @@ word_enum!(
 );
 
 word_enum!(
+    /// What one timed run does: the forward alone, or a whole training step.
+    Pass, "pass" {
+        /// The forward through every layer.
+        Infer = "infer",
+        /// One training step: the forward through every layer, the loss sum(output), and the
+        /// backward producing the gradients of the input and of every layer's weights.
+        Train = "train",
+    }
+);
+
+impl Pass {
+    /// True for `infer`, the pass of files written before passes existed.
+    pub fn is_infer(&self) -> bool {
+        *self == Pass::Infer
+    }
+}
+
+// word_enum! derives a fixed set of traits: the default is written out.
+#[allow(clippy::derivable_impls)]
+impl Default for Pass {
+    fn default() -> Self {
+        Pass::Infer
+    }
+}
+
+word_enum!(
     /// Element type of activations and weights.
     Dtype, "dtype" {
         F32 = "f32",

@@ -240,6 +240,9 @@ pub fn answer(v: &Verdicts) -> String {
             };
             out += &format!("<li><b class=\"{class}\">{}</b></li>\n", esc(&c));
         }
+        if let Some(t) = a.step_text() {
+            out += &format!("<li>{}</li>\n", esc(&t));
+        }
         out += "</ul>\n";
     }
     out

@@ -69,6 +69,7 @@ pub fn speedup_vs_conv(records: &[Record], r: &Record) -> Option<f64> {
             && o.threads == r.threads
             && o.device == r.device
             && o.layers == r.layers
+            && o.pass == r.pass
     };
     let conv = records
         .iter()
@@ -150,6 +151,9 @@ fn columns(result: &RunResult) -> Vec<Column<'_>> {
         Column::new("batch", true, |r| r.batch.to_string()).when(varies(records, |r| r.batch)),
         Column::new("threads", true, |r| r.threads.to_string())
             .when(varies(records, |r| r.threads)),
+        Column::new("pass", false, |r| r.pass.to_string()).when(varies(records, |r| r.pass)).note(
+            "pass: infer times the forward; train one training step (forward, loss = sum of the output, backward to the input's and every weight's gradient), MMACs and MB moved counting both.",
+        ),
         Column::new("MMACs", true, |r| format!("{:.3}", r.cost.macs as f64 / 1e6)).note(
             "MMACs: multiply-adds per run (all layers, whole batch; the paper's \"FLOPs\"). GMAC/s: the paper's \"FLOPS\" (1 MAC = 2 FLOP).",
         ),
@@ -200,6 +204,7 @@ pub fn build(result: &RunResult) -> Rows {
     let columns: Vec<Column> = columns(result).into_iter().filter(|c| c.shown).collect();
     let shown = |h: &str| columns.iter().any(|c| c.header == h);
     let (show_dtype, show_batch, show_threads) = (shown("dtype"), shown("batch"), shown("threads"));
+    let show_pass = shown("pass");
     let order = ordered(result);
     let rows: Vec<Vec<String>> = order
         .iter()
@@ -236,6 +241,9 @@ pub fn build(result: &RunResult) -> Rows {
                 if r.threads == 1 { "" } else { "s" }
             );
         }
+        if !show_pass && r.pass == crate::ops::Pass::Train {
+            title += ", training steps (forward + backward)";
+        }
     }
 
     let mut notes: Vec<String> = columns
@@ -254,8 +262,9 @@ pub fn build(result: &RunResult) -> Rows {
         );
     }
     for f in &result.failures {
+        let pass = if f.pass.is_infer() { "" } else { ", train" };
         notes.push(format!(
-            "FAILED {} {} at {} ({}, {}): {}",
+            "FAILED {} {} at {} ({}, {}{pass}): {}",
             f.op, f.variant, f.shape, f.implementation, f.dtype, f.error
         ));
     }

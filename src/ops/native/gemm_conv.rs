@@ -38,7 +38,7 @@ impl OutPtr {
 /// Fills `col` ((c·k·k) x (rows·w), row-major) with the im2col of output rows
 /// `y0..y0 + rows` of one image `x` (c planes of h x w), zero where the kernel hangs over
 /// the border.
-fn im2col(x: &[f32], g: &Geometry, y0: usize, rows: usize, col: &mut [f32]) {
+pub(crate) fn im2col(x: &[f32], g: &Geometry, y0: usize, rows: usize, col: &mut [f32]) {
     let Geometry { c, h, w, k } = *g;
     let pad = k / 2;
     let n = rows * w;
@@ -159,7 +159,7 @@ pub(crate) fn pointwise(
 /// wide; with several threads and fewer bands than threads, split further (while a band
 /// keeps MIN_PARALLEL_COLUMNS columns) so every thread gets one, in a count that divides
 /// evenly among them.
-fn band_rows(g: &Geometry, n: usize, threads: usize) -> usize {
+pub(crate) fn band_rows(g: &Geometry, n: usize, threads: usize) -> usize {
     let Geometry { c, h, w, k } = *g;
     let mut rows = if k == 1 {
         h

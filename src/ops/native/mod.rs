@@ -9,6 +9,7 @@
 //! - With `--features cuda`, the same layers run on the GPU (`cuda`): a direct grouped-conv
 //!   kernel and im2col + cuBLAS, compiled by NVRTC at run time.
 
+pub(crate) mod backward;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod direct;

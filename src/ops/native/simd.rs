@@ -452,3 +452,119 @@ mod tests {
         assert_eq!((block_for(12, 7), block_for(12, 5)), (2, 4));
     }
 }
+
+/// Lanes of the per-tap accumulators of [`correlate_taps`]: 16 floats, one AVX-512 register
+/// (two AVX2 ones).
+const TAP_LANES: usize = 16;
+
+/// `taps[ky·K + kx] += Σ_y Σ_x dy[y·w + x] · padded[(y + ky)·wp + x + kx]`: the k² sums of a
+/// weight gradient, each kept in a vector of lanes over x (one load of dy serves all taps).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // l indexes the dy chunk, the padded row and acc
+fn taps_body<M: MulAdd, const K: usize>(
+    taps: &mut [f32],
+    dy: &[f32],
+    padded: &[f32],
+    (h, w, wp): (usize, usize, usize),
+) {
+    assert_eq!(taps.len(), K * K, "taps length");
+    assert!(dy.len() >= h * w && padded.len() >= (h + K - 1) * wp);
+    assert!(wp >= w + K - 1, "padded row too short");
+    let mut acc = [[[0f32; TAP_LANES]; K]; K];
+    let full = w / TAP_LANES * TAP_LANES;
+    let mut tail = [[0f32; K]; K];
+    for y in 0..h {
+        let d = &dy[y * w..][..w];
+        for x0 in (0..full).step_by(TAP_LANES) {
+            let dv: [f32; TAP_LANES] = d[x0..][..TAP_LANES].try_into().expect("a full chunk");
+            for ky in 0..K {
+                let row = &padded[(y + ky) * wp + x0..][..TAP_LANES + K - 1];
+                for kx in 0..K {
+                    let a = &mut acc[ky][kx];
+                    for l in 0..TAP_LANES {
+                        a[l] = M::mul_add(dv[l], row[kx + l], a[l]);
+                    }
+                }
+            }
+        }
+        for x in full..w {
+            for ky in 0..K {
+                for kx in 0..K {
+                    tail[ky][kx] = M::mul_add(d[x], padded[(y + ky) * wp + x + kx], tail[ky][kx]);
+                }
+            }
+        }
+    }
+    for ky in 0..K {
+        for kx in 0..K {
+            taps[ky * K + kx] += acc[ky][kx].iter().sum::<f32>() + tail[ky][kx];
+        }
+    }
+}
+
+/// [`taps_body`] for a kernel size known only at run time.
+fn taps_dyn(
+    taps: &mut [f32],
+    dy: &[f32],
+    padded: &[f32],
+    (h, w, wp): (usize, usize, usize),
+    k: usize,
+) {
+    assert_eq!(taps.len(), k * k);
+    for ky in 0..k {
+        for kx in 0..k {
+            let mut s = 0.0f32;
+            for y in 0..h {
+                let row = &padded[(y + ky) * wp + kx..][..w];
+                s += dy[y * w..][..w]
+                    .iter()
+                    .zip(row)
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>();
+            }
+            taps[ky * k + kx] += s;
+        }
+    }
+}
+
+macro_rules! tap_versions {
+    ($($k:literal => $v512:ident, $v256:ident;)+) => {
+        $(
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            unsafe fn $v512(taps: &mut [f32], dy: &[f32], padded: &[f32], dims: (usize, usize, usize)) {
+                taps_body::<Fused, $k>(taps, dy, padded, dims)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn $v256(taps: &mut [f32], dy: &[f32], padded: &[f32], dims: (usize, usize, usize)) {
+                taps_body::<Fused, $k>(taps, dy, padded, dims)
+            }
+        )+
+
+        /// Adds to `taps` (k x k) the correlation of an output-gradient plane `dy` (h x w) with
+        /// a zero-padded input plane (rows of `wp`, k / 2 of padding on every side): one
+        /// input channel's share of a weight gradient, at the best instruction set here.
+        pub fn correlate_taps(taps: &mut [f32], dy: &[f32], padded: &[f32], h: usize, w: usize, wp: usize, k: usize) {
+            let dims = (h, w, wp);
+            match (k, isa()) {
+                $(
+                    // SAFETY: the CPU has the features these versions were compiled for.
+                    #[cfg(target_arch = "x86_64")]
+                    ($k, Isa::Avx512) => unsafe { $v512(taps, dy, padded, dims) },
+                    #[cfg(target_arch = "x86_64")]
+                    ($k, Isa::Avx2) => unsafe { $v256(taps, dy, padded, dims) },
+                    ($k, Isa::Neon | Isa::Portable) => taps_body::<Plain, $k>(taps, dy, padded, dims),
+                )+
+                _ => taps_dyn(taps, dy, padded, dims, k),
+            }
+        }
+    };
+}
+
+tap_versions! {
+    1 => t1_512, t1_256;
+    3 => t3_512, t3_256;
+    5 => t5_512, t5_256;
+    7 => t7_512, t7_256;
+}

@@ -1,0 +1,195 @@
+//! Backward kernels of the native convolutions (f32, NCHW, stride 1, padding k / 2).
+//!
+//! - The input gradient of a convolution is a convolution of the output gradient with the
+//!   weights transposed within each group and flipped in space ([`transposed`]): the forward
+//!   kernels compute it, dispatch and all.
+//! - The weight gradient is a correlation of input and output gradient, summed over the
+//!   batch ([`weight_grad`]): im2col bands of the input and one GEMM per group,
+//!   dW_g += dY_g · col_gᵀ, where the forward takes the GEMM path; a per-tap correlation
+//!   (vectorised over pixels) where it takes the direct stencil (DWConv, small groups).
+
+use rayon::prelude::*;
+
+use super::{gemm_conv, Geometry};
+use crate::ops::kernel_path;
+
+/// The weights whose convolution is the input gradient: w'[g·cg + i, o, ky, kx] =
+/// w[g·cg + o, i, k-1-ky, k-1-kx] for a (c, cg, k, k) weight with c / cg groups.
+pub fn transposed(weight: &[f32], c: usize, cg: usize, k: usize) -> Vec<f32> {
+    let kk = k * k;
+    assert_eq!(weight.len(), c * cg * kk, "weight shape");
+    let mut out = vec![0.0; weight.len()];
+    for oc in 0..c {
+        let (group, o) = (oc / cg, oc % cg);
+        for i in 0..cg {
+            let src = &weight[(oc * cg + i) * kk..][..kk];
+            let dst = &mut out[((group * cg + i) * cg + o) * kk..][..kk];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    out
+}
+
+/// The weight gradient (c, c / groups, k, k) of a grouped convolution over the first `c`
+/// channels of `n` images: image b's input channels are `x[b * image..][..c·h·w]` and its
+/// output gradient `dy[b * image..][..c·h·w]` (so PConv's first c_p channels are read in
+/// place). Summed over the batch.
+pub fn weight_grad(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    image: usize,
+    g: &Geometry,
+    groups: usize,
+) -> Vec<f32> {
+    let Geometry { c, h, w, .. } = *g;
+    let cg = c / groups;
+    let hw = h * w;
+    assert!(x.len() >= (n - 1) * image + c * hw && dy.len() >= (n - 1) * image + c * hw);
+    if super::uses_direct(cg, hw) {
+        kernel_path::note(kernel_path::WGRAD_DIRECT);
+        direct_weight_grad(x, dy, n, image, g, groups)
+    } else {
+        gemm_weight_grad(x, dy, n, image, g, groups)
+    }
+}
+
+/// dW_g (cg x cg·k·k) += dY_g (cg x cols) · col_gᵀ (cols x cg·k·k), band by band.
+fn gemm_weight_grad(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    image: usize,
+    g: &Geometry,
+    groups: usize,
+) -> Vec<f32> {
+    let Geometry { c, h, w, k } = *g;
+    let (cg, hw) = (c / groups, h * w);
+    let kk_group = cg * k * k;
+    let mut dw = vec![0.0f32; c * kk_group];
+    let rows = gemm_conv::band_rows(g, 1, 1);
+    let par = super::gemm_parallelism();
+    kernel_path::note(&match par {
+        gemm::Parallelism::Rayon(t) if t > 1 => {
+            kernel_path::scheduled(kernel_path::WGRAD_GEMM, &format!("par=gemm:{t}"))
+        }
+        _ => kernel_path::WGRAD_GEMM.to_string(),
+    });
+    let mut col = if k == 1 {
+        Vec::new()
+    } else {
+        vec![0.0f32; c * k * k * rows * w]
+    };
+    for b in 0..n {
+        let xb = &x[b * image..][..c * hw];
+        let dyb = &dy[b * image..][..c * hw];
+        for y0 in (0..h).step_by(rows) {
+            let r = rows.min(h - y0);
+            let cols = r * w;
+            // rhs[i][j] = col[j][i]: the band's im2col, read transposed.
+            let (rhs, rhs_row): (&[f32], usize) = if k == 1 {
+                (&xb[y0 * w..], hw)
+            } else {
+                gemm_conv::im2col(xb, g, y0, r, &mut col);
+                (&col[..], cols)
+            };
+            for grp in 0..groups {
+                let lhs = &dyb[grp * cg * hw + y0 * w..];
+                let rhs_g = &rhs[grp * kk_group * rhs_row..];
+                assert!(lhs.len() >= (cg - 1) * hw + cols);
+                assert!(rhs_g.len() >= (kk_group - 1) * rhs_row + cols);
+                let dst = &mut dw[grp * cg * kk_group..][..cg * kk_group];
+                // SAFETY: dst is an exclusive borrow of cg x kk_group floats; lhs holds cg rows
+                // of `cols` floats at stride hw and rhs_g kk_group rows of `cols` floats at
+                // stride rhs_row (asserted above).
+                unsafe {
+                    gemm::gemm(
+                        cg,
+                        kk_group,
+                        cols,
+                        dst.as_mut_ptr(),
+                        1,
+                        kk_group as isize,
+                        true,
+                        lhs.as_ptr(),
+                        1,
+                        hw as isize,
+                        rhs_g.as_ptr(),
+                        rhs_row as isize,
+                        1,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        par,
+                    )
+                }
+            }
+        }
+    }
+    dw
+}
+
+/// Per (output channel, input channel) of a group: the k² sums
+/// Σ_y,x dy[o, y, x] · x_padded[i, y + ky, x + kx], over the batch.
+fn direct_weight_grad(
+    x: &[f32],
+    dy: &[f32],
+    n: usize,
+    image: usize,
+    g: &Geometry,
+    groups: usize,
+) -> Vec<f32> {
+    let Geometry { c, h, w, k } = *g;
+    let (cg, hw, kk) = (c / groups, h * w, k * k);
+    let pad = k / 2;
+    let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+    // One unit per output channel: its cg·k² weights.
+    let unit = |oc: usize, dst: &mut [f32]| {
+        let group = oc / cg;
+        let mut padded = vec![0.0f32; hp * wp];
+        dst.fill(0.0);
+        for b in 0..n {
+            let d = &dy[b * image + oc * hw..][..hw];
+            for i in 0..cg {
+                let src = &x[b * image + (group * cg + i) * hw..][..hw];
+                for y in 0..h {
+                    padded[(y + pad) * wp + pad..][..w].copy_from_slice(&src[y * w..][..w]);
+                }
+                super::simd::correlate_taps(&mut dst[i * kk..][..kk], d, &padded, h, w, wp, k);
+            }
+        }
+    };
+    let mut dw = vec![0.0f32; c * cg * kk];
+    if rayon::current_num_threads() > 1 {
+        dw.par_chunks_mut(cg * kk)
+            .enumerate()
+            .for_each(|(oc, dst)| unit(oc, dst));
+    } else {
+        dw.chunks_mut(cg * kk)
+            .enumerate()
+            .for_each(|(oc, dst)| unit(oc, dst));
+    }
+    dw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposing_twice_gives_the_weights_back() {
+        let w: Vec<f32> = (0..4 * 2 * 9).map(|v| v as f32).collect();
+        let t = transposed(&w, 4, 2, 3);
+        assert_ne!(t, w);
+        assert_eq!(transposed(&t, 4, 2, 3), w);
+        // Group 1 (channels 2, 3), i = 0, o = 1: w'[2, 1] is w[3, 0] flipped.
+        let (wp_2_1, w_3_0) = ((2 * 2 + 1) * 9, (3 * 2) * 9);
+        for t_k in 0..9 {
+            assert_eq!(t[wp_2_1 + t_k], w[w_3_0 + 8 - t_k]);
+        }
+    }
+}
