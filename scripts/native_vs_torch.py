@@ -12,7 +12,8 @@ per-round ratio median(native) / median(PyTorch), beside the smallest and larges
 writes OUT-native.json (the native rounds pooled by `pconv-bench merge`), OUT-torch.json (the
 PyTorch rounds pooled), OUT-native-vs-torch.json (per-round ratios) and prints a Markdown
 table (also saved as OUT-native-vs-torch.md). Extra `run` arguments follow `--`, for example
-`-- --threads 2` or `-- --shapes 96x56x56`.
+`-- --threads 2`, `-- --shapes 96x56x56` or `-- --pass infer,train` (training steps: PyTorch
+times loss.backward() the same way).
 """
 import argparse
 import json
@@ -23,11 +24,12 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-IDENTITY = ("op", "variant", "shape", "batch", "threads", "layers", "dtype")
+IDENTITY = ("op", "variant", "shape", "batch", "threads", "layers", "dtype", "pass")
 
 
 def key(r):
-    return tuple(r.get(k) for k in IDENTITY)
+    # Files from before passes existed time the forward.
+    return tuple(r.get(k, "infer" if k == "pass" else None) for k in IDENTITY)
 
 
 def medians(path):
@@ -117,12 +119,12 @@ def main():
         f"{args.rounds} interleaved rounds; ratio = median over rounds of "
         "median(native) / median(PyTorch) (below 1: native faster)",
         "",
-        "| op | variant | shape | threads | native ms | PyTorch ms | native / PyTorch | rounds (min-max) |",
-        "|---|---|---|--:|--:|--:|--:|--:|",
+        "| op | variant | shape | threads | pass | native ms | PyTorch ms | native / PyTorch | rounds (min-max) |",
+        "|---|---|---|--:|---|--:|--:|--:|--:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['op']} | {r['variant']} | {r['shape']} | {r['threads']} | "
+            f"| {r['op']} | {r['variant']} | {r['shape']} | {r['threads']} | {r['pass']} | "
             f"{statistics.median(r['native_median_ms']):.3f} | "
             f"{statistics.median(r['torch_median_ms']):.3f} | {r['ratio_median']:.2f} | "
             f"{min(r['ratio_per_round']):.2f}-{max(r['ratio_per_round']):.2f} |")

@@ -17,7 +17,14 @@ that drifts: use scripts/native_vs_torch.py, which interleaves rounds of both.
 
 CPU: torch.set_num_threads(record threads). CUDA (--device cuda): cudnn.benchmark on, TF32 off
 (pconv-bench's default), torch.cuda.synchronize() after every forward.
+
+Records of `pass` train are timed as pconv-bench times them: one sample = one training step
+(gradients reset to None, the forward, loss = output.sum(), loss.backward(), synchronise),
+verified first against a float64 copy of the module (output, input gradient and every weight
+gradient, for a random upstream gradient). PConv's slicing forward cannot train (autograd
+refuses its in-place write), as FasterNet's code says.
 """
+import copy
 import argparse
 import json
 import math
@@ -203,6 +210,9 @@ def torch_copies(r):
     hw, op = h * w, r["op"]
     if op in ("pconv", "pconv_pw", "fasternet_block"):
         per_plane, what = pconv_copies(c, c // r["n_div"], r["forward"])
+        if r.get("pass", "infer") == "train":
+            # split's backward concatenates the two parts' gradients: all c channels again.
+            return 2 * per_plane * hw, what + "; the backward of split concatenates all c channels' gradients"
         return per_plane * hw, what
     if op in ("c2f", "c2f_faster"):
         half, n = c // 2, r["bottlenecks"]
@@ -346,9 +356,42 @@ def steady_allocator():
 
 
 IDENTITY_KEYS = ("op", "variant", "kernel", "groups", "n_div", "forward", "expansion", "act",
-                 "bottlenecks", "shape", "batch", "layers", "dtype", "threads")
+                 "bottlenecks", "shape", "batch", "layers", "dtype", "threads", "pass")
 RECORD_KEYS = ("op", "variant", "kernel", "groups", "n_div", "partial_channels", "forward",
-               "expansion", "act", "bottlenecks", "shape", "batch", "layers")
+               "expansion", "act", "bottlenecks", "shape", "batch", "layers", "pass")
+
+
+def check(what, got, want, tol, label):
+    """max |got - want| / max |want| within tol (NaN fails); returns (abs, rel)."""
+    err = (got.double().cpu() - want).abs().max().item()
+    scale = want.abs().max().item()
+    rel = err / scale if scale > 0 else err
+    if not rel <= tol:
+        raise RuntimeError(f"torch {label}: {what} rel err {rel:.3e} > {tol}")
+    return err, rel
+
+
+def verify_train(model, x, dev, dtype, tol, label, seed):
+    """One training step with a random upstream gradient g (loss = sum(y * g)) against the
+    same step of a float64 copy: output, input gradient, every weight gradient."""
+    gen = torch.Generator().manual_seed(seed ^ 0x9BAD)
+    ref_model = copy.deepcopy(model).double()
+    xr = x.double().requires_grad_(True)
+    yr = ref_model(xr)
+    g = torch.rand(yr.shape, generator=gen, dtype=torch.float64) * 2 - 1
+    (yr * g).sum().backward()
+    model = model.to(dev, dtype)
+    xm = x.to(dev, dtype).requires_grad_(True)
+    y = model(xm)
+    (y * g.to(dev, dtype)).sum().backward()
+    worst = [check("output", y.detach(), yr.detach(), tol, label),
+             check("input gradient", xm.grad, xr.grad, tol, label)]
+    for i, (p, pr) in enumerate(zip(model.parameters(), ref_model.parameters())):
+        worst.append(check(f"weight gradient {i + 1}", p.grad, pr.grad, tol, label))
+    err, rel = max(e for e, _ in worst), max(r for _, r in worst)
+    checks = [f"output, input gradient and {len(worst) - 2} weight gradient(s) match the module "
+              f"evaluated in float64 (rel err {rel:.2e} <= {tol:.0e})"]
+    return model, err, rel, checks
 
 
 def measure_record(r, dev, seed, warmup_s, measure_s, precision=None):
@@ -361,18 +404,32 @@ def measure_record(r, dev, seed, warmup_s, measure_s, precision=None):
     x = torch.rand((r["batch"], c, h, w), generator=gen) * 2 - 1
     model = build(r, seed)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    with torch.inference_mode():
-        ref = model.double()(x.double())
-        model = model.to(dev, dtype)
-        xd = x.to(dev, dtype)
-        out = model(xd).double().cpu()
-        err = (out - ref).abs().max().item()
-        rel = err / ref.abs().max().item()
-        tol = TOLERANCE[r["dtype"]]
-        if not rel <= tol:  # NaN fails too
-            raise RuntimeError(f"torch {r['op']} {r['variant']} at {r['shape']}: rel err {rel:.3e} > {tol}")
-        warm_runs, warm_s, samples = measure(lambda: model(xd), sync, warmup_s, measure_s,
-                                             precision)
+    tol = TOLERANCE[r["dtype"]]
+    label = f"{r['op']} {r['variant']} at {r['shape']}"
+    if r.get("pass", "infer") == "train":
+        if r.get("forward") == "slicing":
+            raise RuntimeError(f"torch {label}: the slicing forward is inference-only (autograd "
+                               "refuses its in-place write); train split_cat")
+        model, err, rel, checks = verify_train(model, x, dev, dtype, tol, label, seed)
+        params = list(model.parameters())
+        xd = x.to(dev, dtype).requires_grad_(True)
+
+        def step():
+            for p in params:
+                p.grad = None
+            xd.grad = None
+            model(xd).sum().backward()
+
+        warm_runs, warm_s, samples = measure(step, sync, warmup_s, measure_s, precision)
+    else:
+        with torch.inference_mode():
+            ref = model.double()(x.double())
+            model = model.to(dev, dtype)
+            xd = x.to(dev, dtype)
+            err, rel = check("output", model(xd), ref, tol, label)
+            checks = [f"matches the module evaluated in float64 (rel err {rel:.2e} <= {tol:.0e})"]
+            warm_runs, warm_s, samples = measure(lambda: model(xd), sync, warmup_s, measure_s,
+                                                 precision)
     stats = summary(samples)
     cost = torch_cost(r)
     rec = {k: r[k] for k in RECORD_KEYS if r.get(k) is not None}
@@ -388,7 +445,7 @@ def measure_record(r, dev, seed, warmup_s, measure_s, precision=None):
         verification={
             "input": f"{r['batch']}x{c}x{h}x{w}", "kernel_path": "torch",
             "max_abs_err": err, "max_rel_err": rel, "tolerance": tol,
-            "checks": [f"matches the module evaluated in float64 (rel err {rel:.2e} <= {tol:.0e})"],
+            "checks": checks,
         },
         warmup={"runs": warm_runs, "time_s": warm_s},
         stats=stats,
