@@ -457,72 +457,50 @@ mod tests {
 /// (two AVX2 ones).
 const TAP_LANES: usize = 16;
 
-/// `taps[ky·K + kx] += Σ_y Σ_x dy[y·w + x] · padded[(y + ky)·wp + x + kx]`: the k² sums of a
-/// weight gradient, each kept in a vector of lanes over x (one load of dy serves all taps).
+/// `taps[ky·K + kx] += Σ_i dy[i] · src[i + ky·stride + kx]` for i < dy.len(): the k² sums of
+/// a weight gradient over a flattened plane, each kept in a vector of lanes (one load of dy
+/// serves all taps).
 #[inline(always)]
-#[allow(clippy::needless_range_loop)] // l indexes the dy chunk, the padded row and acc
-fn taps_body<M: MulAdd, const K: usize>(
-    taps: &mut [f32],
-    dy: &[f32],
-    padded: &[f32],
-    (h, w, wp): (usize, usize, usize),
-) {
+#[allow(clippy::needless_range_loop)] // l indexes the dy chunk, the source window and acc
+fn taps_body<M: MulAdd, const K: usize>(taps: &mut [f32], dy: &[f32], src: &[f32], stride: usize) {
+    let n = dy.len();
     assert_eq!(taps.len(), K * K, "taps length");
-    assert!(dy.len() >= h * w && padded.len() >= (h + K - 1) * wp);
-    assert!(wp >= w + K - 1, "padded row too short");
+    assert!(
+        src.len() >= n + (K - 1) * stride + K - 1,
+        "taps read past the source"
+    );
     let mut acc = [[[0f32; TAP_LANES]; K]; K];
-    let full = w / TAP_LANES * TAP_LANES;
-    let mut tail = [[0f32; K]; K];
-    for y in 0..h {
-        let d = &dy[y * w..][..w];
-        for x0 in (0..full).step_by(TAP_LANES) {
-            let dv: [f32; TAP_LANES] = d[x0..][..TAP_LANES].try_into().expect("a full chunk");
-            for ky in 0..K {
-                let row = &padded[(y + ky) * wp + x0..][..TAP_LANES + K - 1];
-                for kx in 0..K {
-                    let a = &mut acc[ky][kx];
-                    for l in 0..TAP_LANES {
-                        a[l] = M::mul_add(dv[l], row[kx + l], a[l]);
-                    }
-                }
-            }
-        }
-        for x in full..w {
-            for ky in 0..K {
-                for kx in 0..K {
-                    tail[ky][kx] = M::mul_add(d[x], padded[(y + ky) * wp + x + kx], tail[ky][kx]);
+    let full = n / TAP_LANES * TAP_LANES;
+    for i0 in (0..full).step_by(TAP_LANES) {
+        let dv: [f32; TAP_LANES] = dy[i0..][..TAP_LANES].try_into().expect("a full chunk");
+        for ky in 0..K {
+            let row = &src[i0 + ky * stride..][..TAP_LANES + K - 1];
+            for kx in 0..K {
+                let a = &mut acc[ky][kx];
+                for l in 0..TAP_LANES {
+                    a[l] = M::mul_add(dv[l], row[kx + l], a[l]);
                 }
             }
         }
     }
     for ky in 0..K {
         for kx in 0..K {
-            taps[ky * K + kx] += acc[ky][kx].iter().sum::<f32>() + tail[ky][kx];
+            let mut t = acc[ky][kx].iter().sum::<f32>();
+            for i in full..n {
+                t = M::mul_add(dy[i], src[i + ky * stride + kx], t);
+            }
+            taps[ky * K + kx] += t;
         }
     }
 }
 
 /// [`taps_body`] for a kernel size known only at run time.
-fn taps_dyn(
-    taps: &mut [f32],
-    dy: &[f32],
-    padded: &[f32],
-    (h, w, wp): (usize, usize, usize),
-    k: usize,
-) {
+fn taps_dyn(taps: &mut [f32], dy: &[f32], src: &[f32], stride: usize, k: usize) {
     assert_eq!(taps.len(), k * k);
     for ky in 0..k {
         for kx in 0..k {
-            let mut s = 0.0f32;
-            for y in 0..h {
-                let row = &padded[(y + ky) * wp + kx..][..w];
-                s += dy[y * w..][..w]
-                    .iter()
-                    .zip(row)
-                    .map(|(a, b)| a * b)
-                    .sum::<f32>();
-            }
-            taps[ky * k + kx] += s;
+            let window = &src[ky * stride + kx..][..dy.len()];
+            taps[ky * k + kx] += dy.iter().zip(window).map(|(a, b)| a * b).sum::<f32>();
         }
     }
 }
@@ -532,31 +510,31 @@ macro_rules! tap_versions {
         $(
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-            unsafe fn $v512(taps: &mut [f32], dy: &[f32], padded: &[f32], dims: (usize, usize, usize)) {
-                taps_body::<Fused, $k>(taps, dy, padded, dims)
+            unsafe fn $v512(taps: &mut [f32], dy: &[f32], src: &[f32], stride: usize) {
+                taps_body::<Fused, $k>(taps, dy, src, stride)
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn $v256(taps: &mut [f32], dy: &[f32], padded: &[f32], dims: (usize, usize, usize)) {
-                taps_body::<Fused, $k>(taps, dy, padded, dims)
+            unsafe fn $v256(taps: &mut [f32], dy: &[f32], src: &[f32], stride: usize) {
+                taps_body::<Fused, $k>(taps, dy, src, stride)
             }
         )+
 
-        /// Adds to `taps` (k x k) the correlation of an output-gradient plane `dy` (h x w) with
-        /// a zero-padded input plane (rows of `wp`, k / 2 of padding on every side): one
-        /// input channel's share of a weight gradient, at the best instruction set here.
-        pub fn correlate_taps(taps: &mut [f32], dy: &[f32], padded: &[f32], h: usize, w: usize, wp: usize, k: usize) {
-            let dims = (h, w, wp);
+        /// Adds to `taps` (k x k) the correlation of an output-gradient plane `dy` with a
+        /// zero-padded input plane `src`, both flattened with row stride `stride` (dy zero in
+        /// the columns that are not outputs): one input channel's share of a weight gradient,
+        /// at the best instruction set here.
+        pub fn correlate_taps(taps: &mut [f32], dy: &[f32], src: &[f32], stride: usize, k: usize) {
             match (k, isa()) {
                 $(
                     // SAFETY: the CPU has the features these versions were compiled for.
                     #[cfg(target_arch = "x86_64")]
-                    ($k, Isa::Avx512) => unsafe { $v512(taps, dy, padded, dims) },
+                    ($k, Isa::Avx512) => unsafe { $v512(taps, dy, src, stride) },
                     #[cfg(target_arch = "x86_64")]
-                    ($k, Isa::Avx2) => unsafe { $v256(taps, dy, padded, dims) },
-                    ($k, Isa::Neon | Isa::Portable) => taps_body::<Plain, $k>(taps, dy, padded, dims),
+                    ($k, Isa::Avx2) => unsafe { $v256(taps, dy, src, stride) },
+                    ($k, Isa::Neon | Isa::Portable) => taps_body::<Plain, $k>(taps, dy, src, stride),
                 )+
-                _ => taps_dyn(taps, dy, padded, dims, k),
+                _ => taps_dyn(taps, dy, src, stride, k),
             }
         }
     };
