@@ -174,6 +174,7 @@ const RUN_EXAMPLES: &str = "Examples:
   pconv-bench run --shapes 128x40x40,256x20x20 --batch 4 --threads 2
   pconv-bench run --repeat 3 --json ci.json         # pooled repetitions, for compare
   pconv-bench run --precision off                   # sample each point for the whole --measure-time
+  pconv-bench run --pass infer,train                # training steps (forward + backward) beside forwards
 
 List flags take comma-separated values and replace the config's list.";
 
