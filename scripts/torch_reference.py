@@ -410,6 +410,10 @@ def measure_record(r, dev, seed, warmup_s, measure_s, precision=None):
         if r.get("forward") == "slicing":
             raise RuntimeError(f"torch {label}: the slicing forward is inference-only (autograd "
                                "refuses its in-place write); train split_cat")
+        # Folding BN leaves a bias that does not require grad: with BN frozen (folded), the
+        # folded weight and bias are what trains, as in pconv-bench.
+        for p in model.parameters():
+            p.requires_grad_(True)
         model, err, rel, checks = verify_train(model, x, dev, dtype, tol, label, seed)
         params = list(model.parameters())
         xd = x.to(dev, dtype).requires_grad_(True)

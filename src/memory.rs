@@ -107,22 +107,33 @@ pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(
         .checked_add(weights_per_layer.checked_mul(layers as u64)?)?
         .checked_add(im2col_bytes(p, batch, layers as u64, on_gpu)?)?;
     let (verify_host, timed) = if p.pass == crate::ops::Pass::Train {
-        // A training step also keeps every part's input (and its gradient, while the
-        // backward passes it), and makes a gradient per weight with up to two more
-        // temporaries of its size (candle's autograd transposes and sums them; measured
-        // peaks: docs/training.md). Its reference runs on the whole batch in f64 (the weight
-        // gradient sums every image): input, upstream gradient, each part's input and
-        // gradient.
-        let parts = s.parts().len() as u64;
-        let step = image
+        // A training step also keeps, per layer, what its backward needs and the layer's
+        // output (the next layer's input), each with a gradient of its size while the
+        // backward passes it (candle's autograd keeps every intermediate of its graph and
+        // makes temporaries in the backward: twice that), and makes a gradient per weight with
+        // up to two more temporaries of its size (candle transposes and sums them; measured
+        // peaks: docs/training.md, tests/train_memory.rs). Its reference runs on the whole batch in f64 (the weight gradient
+        // sums every image): input, upstream gradient, output, input gradient and the
+        // intermediates the backward needs.
+        let hw = (s.map.h * s.map.w) as u64;
+        let kept = crate::ops::saved_per_pixel(s)
+            .checked_mul(hw)?
+            .checked_add(image)?;
+        let copies = if p.implementation == crate::ops::Implementation::Native {
+            2
+        } else {
+            4
+        };
+        let step = kept
             .checked_mul(batch)?
             .checked_mul(elem)?
-            .checked_mul(2 * parts * layers as u64)?
+            .checked_mul(copies * layers as u64)?
             .checked_add(weights_per_layer.checked_mul(3 * layers as u64)?)?;
-        let reference = image
+        let reference = kept
+            .checked_add(4 * image)?
             .checked_mul(batch)?
-            .checked_mul(8 * (2 + 2 * parts))?
-            .checked_add(weights_per_layer.checked_mul(2 * parts)?)?;
+            .checked_mul(8)?
+            .checked_add(weights_per_layer.checked_mul(16)?)?;
         (
             verify_host.checked_add(reference)?,
             timed.checked_add(step)?,

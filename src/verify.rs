@@ -309,7 +309,7 @@ pub fn verify_train(
     }
     let rounded_weights: Vec<Vec<f64>> = weights.iter().map(|w| rounded(w, dtype)).collect();
     let (y_ref, dx_ref, dw_ref) =
-        ops::train::reference_step(spec, &rounded_weights, &widen(&x_host), &widen(&g_host), n);
+        ops::reference_step(spec, &rounded_weights, &widen(&x_host), &widen(&g_host), n);
     let tol = if dtype == Dtype::F32
         && device.is_cuda()
         && candle_core::cuda::gemm_reduced_precision_f32()

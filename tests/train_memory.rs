@@ -18,12 +18,14 @@ fn the_preflight_estimate_covers_the_counted_peak_of_a_training_step() {
         (OpKind::GConv, "96x14x14", 1),
         (OpKind::PConv, "96x28x28", 2),
         (OpKind::PConvPw, "64x14x14", 1),
+        (OpKind::FasterNetBlock, "48x14x14", 2),
     ] {
         let spec = OpSpec {
+            expansion: (kind == OpKind::FasterNetBlock).then_some(2),
+            act: (kind == OpKind::FasterNetBlock).then_some(pconv_bench::ops::Act::Gelu),
             groups: (kind == OpKind::GConv).then_some(16),
-            n_div: matches!(kind, OpKind::PConv | OpKind::PConvPw).then_some(4),
-            forward: matches!(kind, OpKind::PConv | OpKind::PConvPw)
-                .then_some(PConvForward::SplitCat),
+            n_div: pconv_bench::plan::has_pconv_forward(kind).then_some(4),
+            forward: pconv_bench::plan::has_pconv_forward(kind).then_some(PConvForward::SplitCat),
             ..OpSpec::plain(kind, 3, map.parse().unwrap())
         };
         for implementation in [Implementation::Native, Implementation::Candle] {

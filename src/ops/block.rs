@@ -300,7 +300,18 @@ pub(crate) fn candle_block(
     device: &Device,
     dtype: Dtype,
 ) -> Result<CandleBlock> {
-    let t = |lw: &LayerWeights, shape: &[usize]| tensor_from(lw.data.clone(), shape, device, dtype);
+    candle_block_with(spec, w, &mut |lw, shape| {
+        tensor_from(lw.data.clone(), shape, device, dtype)
+    })
+}
+
+/// One block on stock candle ops, each weight made a tensor by `t` (in the order of
+/// `random_weights`: training makes them variables).
+fn candle_block_with(
+    spec: &OpSpec,
+    w: BlockWeights<&LayerWeights>,
+    t: &mut dyn FnMut(&LayerWeights, &[usize]) -> Result<Tensor>,
+) -> Result<CandleBlock> {
     let bias = w.fc1.bias;
     Ok(CandleBlock {
         pconv: pconv::CandlePConv::new(&pconv_part(spec), t(w.pconv, &w.pconv.shape)?),
@@ -334,12 +345,340 @@ pub fn build(spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Sta
             )?),
         });
     }
-    let copies = copies(spec, on.implementation);
-    let copies = Copies {
+    Ok(Stack {
+        layers,
+        copies: build_copies(spec, on.implementation),
+    })
+}
+
+/// The copies of a stack of blocks: its PConv's, BN folded.
+fn build_copies(spec: &OpSpec, implementation: Implementation) -> Copies {
+    let copies = copies(spec, implementation);
+    Copies {
         description: format!("{} (BN folded into the first PWConv)", copies.description),
         ..copies
-    };
-    Ok(Stack { layers, copies })
+    }
+}
+
+// Training (`--pass train`). BN stays folded: the training step trains the first PWConv's
+// folded weight and bias, as fine-tuning with frozen BN does (docs/training.md).
+
+/// Activations one block's backward needs kept from the forward, per pixel of one image: the
+/// PConv's input channels, the PConv's output (the first PWConv's input), the pre-activation
+/// (for the activation's derivative) and the activation (the second PWConv's input).
+pub fn saved_per_pixel(spec: &OpSpec) -> u64 {
+    let (c, hidden, _) = dims(spec);
+    pconv_part(spec).conv_channels() as u64 + c + 2 * hidden
+}
+
+/// The f64 reference of one block's training step for the loss sum(y ⊙ dy): (output, d input,
+/// d weight sets in the order of `random_weights`).
+pub fn reference_step(
+    spec: &OpSpec,
+    w: &[Vec<f64>],
+    x: &[f64],
+    dy: &[f64],
+    n: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+    let w = BlockWeights::of(w);
+    let (c, hw) = (spec.map.c, spec.map.h * spec.map.w);
+    let hidden = c * expansion(spec);
+    let a_fn = act(spec);
+    let part = pconv_part(spec);
+    let t = crate::ops::reference::reference_forward(&part, w.pconv, x, n);
+    let mut y = x.to_vec();
+    let mut dt = vec![0.0; t.len()];
+    let (mut dw1, mut db1, mut dw2) = (
+        vec![0.0; hidden * c],
+        vec![0.0; hidden],
+        vec![0.0; c * hidden],
+    );
+    for b in 0..n {
+        let tb = &t[b * c * hw..][..c * hw];
+        let dyb = &dy[b * c * hw..][..c * hw];
+        let mut h = vec![0.0; hidden * hw];
+        for o in 0..hidden {
+            for i in 0..c {
+                let wv = w.fc1.weight[o * c + i];
+                for p in 0..hw {
+                    h[o * hw + p] += wv * tb[i * hw + p];
+                }
+            }
+            h[o * hw..][..hw]
+                .iter_mut()
+                .for_each(|v| *v += w.fc1.bias[o]);
+        }
+        let a: Vec<f64> = h.iter().map(|&v| a_fn.apply_f64(v)).collect();
+        let yb = &mut y[b * c * hw..][..c * hw];
+        let mut da = vec![0.0; hidden * hw];
+        for o in 0..c {
+            for i in 0..hidden {
+                let wv = w.fc2[o * hidden + i];
+                let mut g = 0.0;
+                for p in 0..hw {
+                    yb[o * hw + p] += wv * a[i * hw + p];
+                    da[i * hw + p] += wv * dyb[o * hw + p];
+                    g += dyb[o * hw + p] * a[i * hw + p];
+                }
+                dw2[o * hidden + i] += g;
+            }
+        }
+        let dh: Vec<f64> = da
+            .iter()
+            .zip(&h)
+            .map(|(d, &v)| d * a_fn.grad_f64(v))
+            .collect();
+        let dtb = &mut dt[b * c * hw..][..c * hw];
+        for o in 0..hidden {
+            let row = &dh[o * hw..][..hw];
+            db1[o] += row.iter().sum::<f64>();
+            for i in 0..c {
+                let wv = w.fc1.weight[o * c + i];
+                let mut g = 0.0;
+                for p in 0..hw {
+                    dtb[i * hw + p] += wv * row[p];
+                    g += row[p] * tb[i * hw + p];
+                }
+                dw1[o * c + i] += g;
+            }
+        }
+    }
+    let (dx_p, dwp) = crate::ops::train::reference_single(&part, w.pconv, x, &dt, n);
+    // The residual passes dy straight to the input.
+    let dx = dx_p.iter().zip(dy).map(|(a, b)| a + b).collect();
+    (y, dx, vec![dwp, dw1, db1, dw2])
+}
+
+/// `layers` blocks' training step: candle's autograd, or the native kernels.
+pub fn build_train(
+    spec: &OpSpec,
+    weights: &[LayerWeights],
+    on: &Target,
+) -> Result<Box<dyn crate::ops::train::TrainStep>> {
+    use crate::ops::train::{self, CandleTrain};
+    let forward = build_copies(spec, on.implementation);
+    match on.implementation {
+        Implementation::Native => {
+            if on.device.is_cuda() {
+                return Err(Error::Unsupported(
+                    "implementation native has backward kernels on cpu only: with --pass train use --impl candle on cuda".into(),
+                ));
+            }
+            let blocks = weights
+                .chunks(WEIGHT_SETS)
+                .map(|w| NativeBlockTrain::new(spec, BlockWeights::of(w)))
+                .collect();
+            Ok(Box::new(NativeBlocksTrain {
+                blocks,
+                copies: train::twice(
+                    &forward,
+                    "the backward copies the untouched channels' gradient likewise",
+                ),
+            }))
+        }
+        Implementation::Candle | Implementation::Torch => {
+            let mut vars = Vec::with_capacity(weights.len());
+            let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::new();
+            for w in weights.chunks(WEIGHT_SETS) {
+                let mut var =
+                    |lw: &LayerWeights, shape: &[usize]| train::var_of(&mut vars, lw, shape, on);
+                layers.push(Box::new(candle_block_with(
+                    spec,
+                    BlockWeights::of(w),
+                    &mut var,
+                )?));
+            }
+            Ok(Box::new(CandleTrain {
+                layers,
+                vars,
+                copies: train::candle_copies(forward),
+            }))
+        }
+    }
+}
+
+/// One block's native training: its PConv part, the PWConvs' weights and their transposes.
+struct NativeBlockTrain {
+    pconv: crate::ops::train::NativePart,
+    w1: Vec<f32>,
+    /// W1ᵀ (c x e·c): the first PWConv's input gradient.
+    w1t: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    /// W2ᵀ (e·c x c).
+    w2t: Vec<f32>,
+    act: Act,
+    hidden: usize,
+    shapes: [[usize; 4]; WEIGHT_SETS],
+}
+
+/// What one block's forward keeps for its backward (its input is the previous block's
+/// output, kept by the caller).
+struct Saved {
+    /// The PConv's output.
+    t: Vec<f32>,
+    /// The first PWConv's output plus bias, before the activation.
+    h: Vec<f32>,
+    /// The activation.
+    a: Vec<f32>,
+}
+
+/// A dense (rows x cols) matrix transposed.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
+impl NativeBlockTrain {
+    fn new(spec: &OpSpec, w: BlockWeights<&LayerWeights>) -> Self {
+        let (c, hidden) = (spec.map.c, spec.map.c * expansion(spec));
+        Self {
+            pconv: crate::ops::train::NativePart::new(&pconv_part(spec), w.pconv),
+            w1: w.fc1.weight.data.clone(),
+            w1t: transpose(&w.fc1.weight.data, hidden, c),
+            b1: w.fc1.bias.data.clone(),
+            w2: w.fc2.data.clone(),
+            w2t: transpose(&w.fc2.data, c, hidden),
+            act: act(spec),
+            hidden,
+            shapes: [
+                w.pconv.shape,
+                w.fc1.weight.shape,
+                w.fc1.bias.shape,
+                w.fc2.shape,
+            ],
+        }
+    }
+
+    /// The block's forward on `n` images, keeping what the backward needs.
+    fn forward(&self, x: &[f32], (n, h, w): (usize, usize, usize)) -> (Vec<f32>, Saved) {
+        let hw = h * w;
+        let (c, hidden) = (x.len() / (n * hw), self.hidden);
+        let t = self.pconv.forward(x, (n, h, w));
+        let mut hpre = native::with_output(n * hidden * hw, |hb| {
+            for (hb, t) in hb.chunks_mut(hidden * hw).zip(t.chunks(c * hw)) {
+                pointwise(hb, &self.w1, t, (hidden, c, hw), false);
+            }
+        });
+        for (i, plane) in hpre.chunks_mut(hw).enumerate() {
+            let b = self.b1[i % hidden];
+            plane.iter_mut().for_each(|v| *v += b);
+        }
+        let mut a = hpre.clone();
+        native::bias_act(&mut a, &[0.0], hw, self.act);
+        let mut y = x.to_vec(); // the residual, which the second GEMM accumulates onto
+        for (o, ab) in y.chunks_mut(c * hw).zip(a.chunks(hidden * hw)) {
+            pointwise(o, &self.w2, ab, (c, hidden, hw), true);
+        }
+        (y, Saved { t, h: hpre, a })
+    }
+
+    /// The block's backward: (d input, [d PConv, d W1, d b1, d W2]).
+    fn backward(
+        &self,
+        x: &[f32],
+        s: &Saved,
+        dy: &[f32],
+        (n, h, w): (usize, usize, usize),
+    ) -> (Vec<f32>, Vec<Vec<f32>>) {
+        use crate::ops::native::backward::pointwise_weight_grad;
+        let hw = h * w;
+        let (c, hidden) = (x.len() / (n * hw), self.hidden);
+        let mut dw2 = vec![0.0; c * hidden];
+        pointwise_weight_grad(&mut dw2, dy, &s.a, (n, c, hidden, hw));
+        let mut dh = native::with_output(n * hidden * hw, |da| {
+            for (da, d) in da.chunks_mut(hidden * hw).zip(dy.chunks(c * hw)) {
+                pointwise(da, &self.w2t, d, (hidden, c, hw), false);
+            }
+        });
+        dh.iter_mut()
+            .zip(&s.h)
+            .for_each(|(d, &v)| *d *= self.act.grad(v));
+        let mut db1 = vec![0.0f32; hidden];
+        for (i, plane) in dh.chunks(hw).enumerate() {
+            db1[i % hidden] += plane.iter().sum::<f32>();
+        }
+        let mut dw1 = vec![0.0; hidden * c];
+        pointwise_weight_grad(&mut dw1, &dh, &s.t, (n, hidden, c, hw));
+        let dt = native::with_output(x.len(), |dt| {
+            for (dt, d) in dt.chunks_mut(c * hw).zip(dh.chunks(hidden * hw)) {
+                pointwise(dt, &self.w1t, d, (c, hidden, hw), false);
+            }
+        });
+        let (mut dx, dwp) = self.pconv.backward(x, &dt, (n, h, w));
+        // The residual passes dy straight to the input.
+        dx.iter_mut().zip(dy).for_each(|(a, b)| *a += b);
+        (dx, vec![dwp, dw1, db1, dw2])
+    }
+}
+
+/// Stacked blocks' native training step.
+struct NativeBlocksTrain {
+    blocks: Vec<NativeBlockTrain>,
+    copies: Copies,
+}
+
+impl crate::ops::train::TrainStep for NativeBlocksTrain {
+    fn input(&self, x: Tensor) -> Result<Tensor> {
+        Ok(x)
+    }
+
+    fn step(
+        &self,
+        x: &Tensor,
+        upstream: Option<&Tensor>,
+    ) -> candle_core::Result<crate::ops::train::Gradients> {
+        use crate::ops::train::with_host;
+        let dims = x.dims4()?;
+        let (n, _, h, w) = dims;
+        let upstream = match upstream {
+            Some(g) => Some(with_host(g, <[f32]>::to_vec)?),
+            None => None,
+        };
+        let (y, dx, dws) = with_host(x, |xs| {
+            let mut outputs: Vec<Vec<f32>> = Vec::with_capacity(self.blocks.len());
+            let mut saved = Vec::with_capacity(self.blocks.len());
+            for block in &self.blocks {
+                let input = outputs.last().map_or(xs, Vec::as_slice);
+                let (y, s) = block.forward(input, (n, h, w));
+                outputs.push(y);
+                saved.push(s);
+            }
+            let y = outputs.pop().expect("at least one block");
+            let mut dy = upstream.unwrap_or_else(|| vec![1.0; y.len()]);
+            let mut dws = Vec::with_capacity(self.blocks.len());
+            for block in self.blocks.iter().rev() {
+                let s = saved.pop().expect("one per block");
+                let input = outputs.last().map_or(xs, Vec::as_slice);
+                let (dx, dw) = block.backward(input, &s, &dy, (n, h, w));
+                dws.push(dw);
+                dy = dx;
+                outputs.pop();
+            }
+            dws.reverse();
+            (y, dy, dws)
+        })?;
+        let mut weights = Vec::with_capacity(dws.len() * WEIGHT_SETS);
+        for (block, dw) in self.blocks.iter().zip(dws) {
+            for (d, shape) in dw.into_iter().zip(block.shapes) {
+                weights.push(Tensor::from_vec(d, shape.to_vec(), &Device::Cpu)?);
+            }
+        }
+        Ok(crate::ops::train::Gradients {
+            output: Tensor::from_vec(y, dims, &Device::Cpu)?,
+            input: Tensor::from_vec(dx, dims, &Device::Cpu)?,
+            weights,
+        })
+    }
+
+    fn copies(&self) -> &Copies {
+        &self.copies
+    }
 }
 
 #[cfg(test)]

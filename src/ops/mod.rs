@@ -429,6 +429,23 @@ trait Family: Sync {
     fn trains(&self) -> bool {
         false
     }
+    /// The f64 reference of one layer's training step for the loss sum(y ⊙ dy): (output,
+    /// d input, d weights in the order of `random_weights`).
+    fn reference_step(
+        &self,
+        spec: &OpSpec,
+        weights: &[Vec<f64>],
+        x: &[f64],
+        dy: &[f64],
+        n: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+        train::reference_parts(spec, weights, x, dy, n)
+    }
+    /// Activations one layer's backward needs kept from its forward, per pixel of one image:
+    /// each convolution's input channels (PConv: c_p).
+    fn saved_per_pixel(&self, spec: &OpSpec) -> u64 {
+        spec.parts().iter().map(|p| p.conv_channels() as u64).sum()
+    }
 }
 
 /// Conv, GConv, DWConv, PConv, PWConv: one convolution (PConv: on its first c_p channels).
@@ -576,6 +593,30 @@ family_in_module! {
     fn native_on_cuda(&self) -> bool {
         false
     }
+    fn trains(&self) -> bool {
+        true
+    }
+    fn build_train(
+        &self,
+        spec: &OpSpec,
+        weights: &[LayerWeights],
+        on: &Target,
+    ) -> Result<Box<dyn train::TrainStep>> {
+        block::build_train(spec, weights, on)
+    }
+    fn reference_step(
+        &self,
+        spec: &OpSpec,
+        weights: &[Vec<f64>],
+        x: &[f64],
+        dy: &[f64],
+        n: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+        block::reference_step(spec, weights, x, dy, n)
+    }
+    fn saved_per_pixel(&self, spec: &OpSpec) -> u64 {
+        block::saved_per_pixel(spec)
+    }
 }
 family_in_module! {
     C2f,
@@ -602,6 +643,23 @@ family_in_module! {
 /// Whether `kind` has a training step (`--pass train`).
 pub fn trains(kind: OpKind) -> bool {
     family(kind).trains()
+}
+
+/// The f64 reference of one layer's training step of `spec` for the loss sum(y ⊙ dy):
+/// (output, d input, d weights).
+pub fn reference_step(
+    spec: &OpSpec,
+    weights: &[Vec<f64>],
+    x: &[f64],
+    dy: &[f64],
+    n: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+    family(spec.kind).reference_step(spec, weights, x, dy, n)
+}
+
+/// Activations one layer of `spec`'s backward keeps from its forward, per pixel of an image.
+pub fn saved_per_pixel(spec: &OpSpec) -> u64 {
+    family(spec.kind).saved_per_pixel(spec)
 }
 
 /// Builds the training step of `spec` with the given per-layer weights.

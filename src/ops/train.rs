@@ -76,28 +76,31 @@ pub(super) fn build_parts(
             let mut vars = Vec::with_capacity(weights.len());
             let mut layers = Vec::with_capacity(weights.len());
             for (w, part) in weights.iter().zip(parts.iter().cycle()) {
-                let t = tensor_from(w.data.clone(), &w.shape, on.device, on.dtype)?;
-                let var = Var::from_tensor(&t).context(|| "making a weight a variable".into())?;
-                layers.push(part_layer(part, w, Some(var.as_tensor().clone())));
-                vars.push(var);
-            }
-            let mut copies = forward_copies;
-            if !copies.description.is_empty() {
-                copies.description.push_str(
-                    " (forward only: the copies candle's autograd makes are not modelled)",
-                );
+                let weight = var_of(&mut vars, w, &w.shape, on)?;
+                layers.push(part_layer(part, w, Some(weight)));
             }
             Ok(Box::new(CandleTrain {
                 layers,
                 vars,
-                copies,
+                copies: candle_copies(forward_copies),
             }))
         }
     }
 }
 
+/// The copies of a candle training step: the forward's (candle's autograd copies more, which
+/// is not modelled, and the description says so).
+pub(super) fn candle_copies(mut copies: Copies) -> Copies {
+    if !copies.description.is_empty() {
+        copies
+            .description
+            .push_str(" (forward only: the copies candle's autograd makes are not modelled)");
+    }
+    copies
+}
+
 /// `c` counted twice (forward and backward), with `why` added to its description.
-fn twice(c: &Copies, why: &str) -> Copies {
+pub(super) fn twice(c: &Copies, why: &str) -> Copies {
     if c.elements_per_image == 0 {
         return Copies::default();
     }
@@ -108,10 +111,25 @@ fn twice(c: &Copies, why: &str) -> Copies {
 }
 
 /// candle's autograd over the inference forward.
-struct CandleTrain {
-    layers: Vec<Box<dyn Module + Send + Sync>>,
-    vars: Vec<Var>,
-    copies: Copies,
+pub(super) struct CandleTrain {
+    pub(super) layers: Vec<Box<dyn Module + Send + Sync>>,
+    /// Every weight, in the order the weights were given.
+    pub(super) vars: Vec<Var>,
+    pub(super) copies: Copies,
+}
+
+/// A weight as a candle variable, remembered in `vars` (in the order they are made).
+pub(super) fn var_of(
+    vars: &mut Vec<Var>,
+    w: &LayerWeights,
+    shape: &[usize],
+    on: &Target,
+) -> Result<Tensor> {
+    let t = tensor_from(w.data.clone(), shape, on.device, on.dtype)?;
+    let var = Var::from_tensor(&t).context(|| "making a weight a variable".into())?;
+    let tensor = var.as_tensor().clone();
+    vars.push(var);
+    Ok(tensor)
 }
 
 impl TrainStep for CandleTrain {
@@ -155,7 +173,7 @@ impl TrainStep for CandleTrain {
 
 /// One part of a native training stack: its forward, the layer whose forward is its input
 /// gradient, and its convolution's geometry.
-struct NativePart {
+pub(super) struct NativePart {
     forward: NativeLayer,
     input_grad: NativeLayer,
     kernel: usize,
@@ -166,7 +184,7 @@ struct NativePart {
 }
 
 impl NativePart {
-    fn new(part: &OpSpec, w: &LayerWeights) -> Self {
+    pub(super) fn new(part: &OpSpec, w: &LayerWeights) -> Self {
         let [c, cg, k, _] = w.shape;
         let flipped = LayerWeights {
             shape: w.shape,
@@ -181,6 +199,29 @@ impl NativePart {
             weight_shape: w.shape,
         }
     }
+
+    /// The forward of `n` images of h x w (channels from the buffer size).
+    pub(super) fn forward(&self, x: &[f32], (n, h, w): (usize, usize, usize)) -> Vec<f32> {
+        native::with_output(x.len(), |o| self.forward.run(x, o, n, h, w))
+    }
+
+    /// The backward for the part's input `x` and output gradient `dy`: (d input, d weight).
+    pub(super) fn backward(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        (n, h, w): (usize, usize, usize),
+    ) -> (Vec<f32>, Vec<f32>) {
+        let g = Geometry {
+            c: self.channels,
+            h,
+            w,
+            k: self.kernel,
+        };
+        let dw = backward::weight_grad(x, dy, n, x.len() / n, &g, self.groups);
+        let dx = native::with_output(dy.len(), |o| self.input_grad.run(dy, o, n, h, w));
+        (dx, dw)
+    }
 }
 
 /// The native kernels, forward and backward.
@@ -190,7 +231,7 @@ struct NativeTrain {
 }
 
 /// The f32 data of a contiguous tensor on the CPU, borrowed.
-fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+pub(super) fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else {
         candle_core::bail!("native backward kernels run on the cpu only")
@@ -205,8 +246,7 @@ impl TrainStep for NativeTrain {
 
     fn step(&self, x: &Tensor, upstream: Option<&Tensor>) -> candle_core::Result<Gradients> {
         let dims = x.dims4()?;
-        let (n, c, h, w) = dims;
-        let image = c * h * w;
+        let (n, _, h, w) = dims;
         let upstream = match upstream {
             Some(g) => Some(with_host(g, <[f32]>::to_vec)?),
             None => None,
@@ -216,8 +256,7 @@ impl TrainStep for NativeTrain {
             let mut saved: Vec<Vec<f32>> = Vec::with_capacity(self.layers.len());
             for part in &self.layers {
                 let input = saved.last().map_or(xs, Vec::as_slice);
-                let y = native::with_output(input.len(), |o| part.forward.run(input, o, n, h, w));
-                saved.push(y);
+                saved.push(part.forward(input, (n, h, w)));
             }
             let y = saved.pop().expect("at least one layer");
             // d sum(y ⊙ g) / dy = g; d sum(y) / dy = 1.
@@ -225,14 +264,9 @@ impl TrainStep for NativeTrain {
             let mut dws = Vec::with_capacity(self.layers.len());
             for part in self.layers.iter().rev() {
                 let input = saved.last().map_or(xs, Vec::as_slice);
-                let g = Geometry {
-                    c: part.channels,
-                    h,
-                    w,
-                    k: part.kernel,
-                };
-                dws.push(backward::weight_grad(input, &dy, n, image, &g, part.groups));
-                dy = native::with_output(dy.len(), |o| part.input_grad.run(&dy, o, n, h, w));
+                let (dx, dw) = part.backward(input, &dy, (n, h, w));
+                dws.push(dw);
+                dy = dx;
                 // This part's input is needed no more.
                 saved.pop();
             }
@@ -307,7 +341,7 @@ pub fn naive_conv2d_backward(
 
 /// The reference gradients of one single operator (PConv: its conv on the first c_p
 /// channels, the rest passed through) for the loss sum(y ⊙ dy) on `n` images.
-fn reference_single(
+pub(crate) fn reference_single(
     spec: &OpSpec,
     weight: &[f64],
     x: &[f64],
@@ -334,8 +368,8 @@ fn reference_single(
 }
 
 /// The f64 reference of one layer's training step for the loss sum(y ⊙ dy): (output, d input,
-/// d weights), the parts of a composite chained.
-pub fn reference_step(
+/// d weights), the parts of a composite chained (a single operator is its own part).
+pub(super) fn reference_parts(
     spec: &OpSpec,
     weights: &[Vec<f64>],
     x: &[f64],
@@ -380,11 +414,7 @@ pub fn step_cost(spec: &OpSpec) -> StepCost {
         activation_elements: 2 * forward.activation_elements,
         weight_elements: 2 * forward.weight_elements,
     };
-    let saved = spec
-        .parts()
-        .iter()
-        .map(|p| (p.conv_channels() * p.map.h * p.map.w) as u64)
-        .sum();
+    let saved = super::saved_per_pixel(spec) * (spec.map.h * spec.map.w) as u64;
     StepCost {
         forward,
         backward,
@@ -396,7 +426,7 @@ pub fn step_cost(spec: &OpSpec) -> StepCost {
 mod tests {
     use super::*;
     use crate::ops::reference::{compare, naive_conv2d};
-    use crate::ops::{self, Dtype, PConvForward};
+    use crate::ops::{self, Act, Dtype, PConvForward};
 
     fn spec(
         kind: OpKind,
@@ -482,16 +512,9 @@ mod tests {
         // Two stacked layers: the reference chains two layers' steps.
         let per_layer = weights.len() / 2;
         let ws: Vec<Vec<f64>> = weights.iter().map(|w| wide(&w.data)).collect();
-        let mid = (0..1).fold(wide(&x), |cur, _| {
-            s.parts()
-                .iter()
-                .zip(&ws[..per_layer])
-                .fold(cur, |cur, (p, w)| {
-                    ops::reference::reference_forward(p, w, &cur, n)
-                })
-        });
-        let (y, d_mid, dw2) = reference_step(s, &ws[per_layer..], &mid, &wide(&g), n);
-        let (_, dx, dw1) = reference_step(s, &ws[..per_layer], &wide(&x), &d_mid, n);
+        let mid = ops::reference_layer(s, &ws[..per_layer], &wide(&x), n);
+        let (y, d_mid, dw2) = ops::reference_step(s, &ws[per_layer..], &mid, &wide(&g), n);
+        let (_, dx, dw1) = ops::reference_step(s, &ws[..per_layer], &wide(&x), &d_mid, n);
         let label = format!(
             "{} {} at {} n={n} t={threads} {implementation}",
             s.kind,
@@ -533,6 +556,25 @@ mod tests {
         }
         for s in [&cases[0], &cases[4], &cases[7], &cases[9], &cases[12]] {
             check(s, 2, 1, Implementation::Candle);
+        }
+    }
+
+    #[test]
+    fn fasternet_blocks_train_like_their_reference() {
+        for (act, map, k, n_div, e) in [
+            (Act::Relu, "16x9x11", 3, 4, 2),
+            (Act::Gelu, "10x8x8", 5, 3, 1), // 3 does not divide 10
+            (Act::Silu, "24x7x7", 1, 2, 3),
+        ] {
+            let s = OpSpec {
+                kind: OpKind::FasterNetBlock,
+                expansion: Some(e),
+                act: Some(act),
+                ..spec(OpKind::PConv, map, k, None, Some(n_div))
+            };
+            check(&s, 1, 1, Implementation::Native);
+            check(&s, 3, 2, Implementation::Native);
+            check(&s, 2, 1, Implementation::Candle);
         }
     }
 

@@ -133,6 +133,40 @@ impl Act {
             Act::Silu => v / (1.0 + (-v).exp()),
         }
     }
+
+    /// The derivative at `v` (ReLU's is taken as 0 at 0, as PyTorch and candle take it).
+    pub fn grad(self, v: f32) -> f32 {
+        match self {
+            Act::Relu => f32::from(u8::from(v > 0.0)),
+            Act::Gelu => {
+                let cdf = 0.5 * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = (-0.5 * v * v).exp()
+                    * (0.5 * std::f32::consts::FRAC_2_SQRT_PI)
+                    * std::f32::consts::FRAC_1_SQRT_2;
+                cdf + v * pdf
+            }
+            Act::Silu => {
+                let s = 1.0 / (1.0 + (-v).exp());
+                s * (1.0 + v * (1.0 - s))
+            }
+        }
+    }
+
+    /// [`Act::grad`] in f64.
+    pub fn grad_f64(self, v: f64) -> f64 {
+        match self {
+            Act::Relu => f64::from(u8::from(v > 0.0)),
+            Act::Gelu => {
+                let cdf = 0.5 * (1.0 + libm::erf(v * std::f64::consts::FRAC_1_SQRT_2));
+                let pdf = (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                cdf + v * pdf
+            }
+            Act::Silu => {
+                let s = 1.0 / (1.0 + (-v).exp());
+                s * (1.0 + v * (1.0 - s))
+            }
+        }
+    }
 }
 
 word_enum!(
@@ -305,6 +339,21 @@ mod tests {
         for bad in ["96x56", "0x56x56", "axbxc", "", "96x56x56x1", "-1x5x5"] {
             let err = bad.parse::<FeatureMap>().unwrap_err();
             assert!(err.contains(&format!("'{bad}'")), "{err}");
+        }
+    }
+
+    #[test]
+    fn activation_derivatives_match_central_differences() {
+        for act in Act::ALL {
+            for &v in &[-3.0f64, -1.2, -0.3, 0.4, 1.1, 2.7] {
+                let eps = 1e-6;
+                let fd = (act.apply_f64(v + eps) - act.apply_f64(v - eps)) / (2.0 * eps);
+                assert!((fd - act.grad_f64(v)).abs() < 1e-8, "{act} at {v}");
+                assert!(
+                    (act.grad(v as f32) as f64 - fd).abs() < 1e-6,
+                    "{act} f32 at {v}"
+                );
+            }
         }
     }
 

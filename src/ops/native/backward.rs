@@ -80,13 +80,7 @@ fn gemm_weight_grad(
     let kk_group = cg * k * k;
     let mut dw = vec![0.0f32; c * kk_group];
     let rows = gemm_conv::band_rows(g, 1, 1);
-    let par = super::gemm_parallelism();
-    kernel_path::note(&match par {
-        gemm::Parallelism::Rayon(t) if t > 1 => {
-            kernel_path::scheduled(kernel_path::WGRAD_GEMM, &format!("par=gemm:{t}"))
-        }
-        _ => kernel_path::WGRAD_GEMM.to_string(),
-    });
+    let par = gemm_parallelism_noted();
     let mut col = if k == 1 {
         Vec::new()
     } else {
@@ -106,41 +100,87 @@ fn gemm_weight_grad(
                 (&col[..], cols)
             };
             for grp in 0..groups {
-                let lhs = &dyb[grp * cg * hw + y0 * w..];
-                let rhs_g = &rhs[grp * kk_group * rhs_row..];
-                assert!(lhs.len() >= (cg - 1) * hw + cols);
-                assert!(rhs_g.len() >= (kk_group - 1) * rhs_row + cols);
-                let dst = &mut dw[grp * cg * kk_group..][..cg * kk_group];
-                // SAFETY: dst is an exclusive borrow of cg x kk_group floats; lhs holds cg rows
-                // of `cols` floats at stride hw and rhs_g kk_group rows of `cols` floats at
-                // stride rhs_row (asserted above).
-                unsafe {
-                    gemm::gemm(
-                        cg,
-                        kk_group,
-                        cols,
-                        dst.as_mut_ptr(),
-                        1,
-                        kk_group as isize,
-                        true,
-                        lhs.as_ptr(),
-                        1,
-                        hw as isize,
-                        rhs_g.as_ptr(),
-                        rhs_row as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        par,
-                    )
-                }
+                gemm_abt(
+                    &mut dw[grp * cg * kk_group..][..cg * kk_group],
+                    (cg, kk_group, cols),
+                    (&dyb[grp * cg * hw + y0 * w..], hw),
+                    (&rhs[grp * kk_group * rhs_row..], rhs_row),
+                    par,
+                );
             }
         }
     }
     dw
+}
+
+/// The GEMM parallelism of the current pool, noted in the kernel-path trace.
+fn gemm_parallelism_noted() -> gemm::Parallelism {
+    let par = super::gemm_parallelism();
+    kernel_path::note(&match par {
+        gemm::Parallelism::Rayon(t) if t > 1 => {
+            kernel_path::scheduled(kernel_path::WGRAD_GEMM, &format!("par=gemm:{t}"))
+        }
+        _ => kernel_path::WGRAD_GEMM.to_string(),
+    });
+    par
+}
+
+/// A pointwise convolution's weight gradient over `n` images: dw (m x k) += Σ_b dY_b · X_bᵀ,
+/// with dY_b (m x hw) and X_b (k x hw) dense, image after image.
+pub fn pointwise_weight_grad(
+    dw: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    (n, m, k, hw): (usize, usize, usize, usize),
+) {
+    let par = gemm_parallelism_noted();
+    for b in 0..n {
+        gemm_abt(
+            dw,
+            (m, k, hw),
+            (&dy[b * m * hw..], hw),
+            (&x[b * k * hw..], hw),
+            par,
+        );
+    }
+}
+
+/// dst (m x n, dense, row-major) += lhs · rhsᵀ, where lhs is m rows and rhs n rows of `kdim`
+/// floats each, at the given row strides: a weight gradient, dY · Xᵀ.
+pub(crate) fn gemm_abt(
+    dst: &mut [f32],
+    (m, n, kdim): (usize, usize, usize),
+    (lhs, lhs_rs): (&[f32], usize),
+    (rhs, rhs_rs): (&[f32], usize),
+    par: gemm::Parallelism,
+) {
+    assert!(dst.len() >= m * n);
+    assert!(lhs.len() >= (m - 1) * lhs_rs + kdim && rhs.len() >= (n - 1) * rhs_rs + kdim);
+    // SAFETY: dst is an exclusive borrow of m x n floats; lhs holds m rows and rhs n rows of
+    // kdim floats at their strides (asserted above).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            kdim,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            lhs.as_ptr(),
+            1,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_rs as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
 }
 
 /// Per group, per image: its input planes zero-padded (rows of wp = w + 2·(k / 2)) and its
