@@ -79,8 +79,15 @@ fn bad_inputs_exit_2_with_one_line_and_leave_results_alone() {
             "allowed with train is split_cat".into(),
         ),
         (
-            vec!["--ops", "conv,c2f", "--pass", "train"],
-            "op c2f".into(),
+            vec![
+                "--ops",
+                "conv,fasternet",
+                "--models",
+                "fasternet-t0",
+                "--pass",
+                "train",
+            ],
+            "op fasternet".into(),
         ),
         (
             vec!["--ops", "c2f", "--shapes", "63x8x8"],

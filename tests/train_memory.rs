@@ -19,10 +19,14 @@ fn the_preflight_estimate_covers_the_counted_peak_of_a_training_step() {
         (OpKind::PConv, "96x28x28", 2),
         (OpKind::PConvPw, "64x14x14", 1),
         (OpKind::FasterNetBlock, "48x14x14", 2),
+        (OpKind::C2f, "32x14x14", 2),
+        (OpKind::C2fFaster, "64x14x14", 1),
     ] {
+        let block = matches!(kind, OpKind::FasterNetBlock | OpKind::C2fFaster);
         let spec = OpSpec {
-            expansion: (kind == OpKind::FasterNetBlock).then_some(2),
-            act: (kind == OpKind::FasterNetBlock).then_some(pconv_bench::ops::Act::Gelu),
+            expansion: block.then_some(2),
+            act: block.then_some(pconv_bench::ops::Act::Gelu),
+            bottlenecks: matches!(kind, OpKind::C2f | OpKind::C2fFaster).then_some(2),
             groups: (kind == OpKind::GConv).then_some(16),
             n_div: pconv_bench::plan::has_pconv_forward(kind).then_some(4),
             forward: pconv_bench::plan::has_pconv_forward(kind).then_some(PConvForward::SplitCat),

@@ -307,7 +307,7 @@ pub(crate) fn candle_block(
 
 /// One block on stock candle ops, each weight made a tensor by `t` (in the order of
 /// `random_weights`: training makes them variables).
-fn candle_block_with(
+pub(crate) fn candle_block_with(
     spec: &OpSpec,
     w: BlockWeights<&LayerWeights>,
     t: &mut dyn FnMut(&LayerWeights, &[usize]) -> Result<Tensor>,
@@ -498,7 +498,7 @@ pub fn build_train(
 }
 
 /// One block's native training: its PConv part, the PWConvs' weights and their transposes.
-struct NativeBlockTrain {
+pub(crate) struct NativeBlockTrain {
     pconv: crate::ops::train::NativePart,
     w1: Vec<f32>,
     /// W1ᵀ (c x e·c): the first PWConv's input gradient.
@@ -514,7 +514,7 @@ struct NativeBlockTrain {
 
 /// What one block's forward keeps for its backward (its input is the previous block's
 /// output, kept by the caller).
-struct Saved {
+pub(crate) struct Saved {
     /// The PConv's output.
     t: Vec<f32>,
     /// The first PWConv's output plus bias, before the activation.
@@ -524,7 +524,7 @@ struct Saved {
 }
 
 /// A dense (rows x cols) matrix transposed.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0.0; m.len()];
     for r in 0..rows {
         for c in 0..cols {
@@ -535,7 +535,7 @@ fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 impl NativeBlockTrain {
-    fn new(spec: &OpSpec, w: BlockWeights<&LayerWeights>) -> Self {
+    pub(crate) fn new(spec: &OpSpec, w: BlockWeights<&LayerWeights>) -> Self {
         let (c, hidden) = (spec.map.c, spec.map.c * expansion(spec));
         Self {
             pconv: crate::ops::train::NativePart::new(&pconv_part(spec), w.pconv),
@@ -556,7 +556,7 @@ impl NativeBlockTrain {
     }
 
     /// The block's forward on `n` images, keeping what the backward needs.
-    fn forward(&self, x: &[f32], (n, h, w): (usize, usize, usize)) -> (Vec<f32>, Saved) {
+    pub(crate) fn forward(&self, x: &[f32], (n, h, w): (usize, usize, usize)) -> (Vec<f32>, Saved) {
         let hw = h * w;
         let (c, hidden) = (x.len() / (n * hw), self.hidden);
         let t = self.pconv.forward(x, (n, h, w));
@@ -565,12 +565,7 @@ impl NativeBlockTrain {
                 pointwise(hb, &self.w1, t, (hidden, c, hw), false);
             }
         });
-        for (i, plane) in hpre.chunks_mut(hw).enumerate() {
-            let b = self.b1[i % hidden];
-            plane.iter_mut().for_each(|v| *v += b);
-        }
-        let mut a = hpre.clone();
-        native::bias_act(&mut a, &[0.0], hw, self.act);
+        let a = native::backward::bias_then_act(&mut hpre, &self.b1, hw, self.act);
         let mut y = x.to_vec(); // the residual, which the second GEMM accumulates onto
         for (o, ab) in y.chunks_mut(c * hw).zip(a.chunks(hidden * hw)) {
             pointwise(o, &self.w2, ab, (c, hidden, hw), true);
@@ -579,7 +574,7 @@ impl NativeBlockTrain {
     }
 
     /// The block's backward: (d input, [d PConv, d W1, d b1, d W2]).
-    fn backward(
+    pub(crate) fn backward(
         &self,
         x: &[f32],
         s: &Saved,
@@ -596,13 +591,7 @@ impl NativeBlockTrain {
                 pointwise(da, &self.w2t, d, (hidden, c, hw), false);
             }
         });
-        dh.iter_mut()
-            .zip(&s.h)
-            .for_each(|(d, &v)| *d *= self.act.grad(v));
-        let mut db1 = vec![0.0f32; hidden];
-        for (i, plane) in dh.chunks(hw).enumerate() {
-            db1[i % hidden] += plane.iter().sum::<f32>();
-        }
+        let db1 = native::backward::act_bias_backward(&mut dh, &s.h, hidden, hw, self.act);
         let mut dw1 = vec![0.0; hidden * c];
         pointwise_weight_grad(&mut dw1, &dh, &s.t, (n, hidden, c, hw));
         let dt = native::with_output(x.len(), |dt| {

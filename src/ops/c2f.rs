@@ -390,7 +390,11 @@ impl NativeForward for NativeC2f {
 }
 
 /// One C2f from its weight sets.
-fn layer(spec: &OpSpec, w: &[LayerWeights], on: &Target) -> Result<Box<dyn Module + Send + Sync>> {
+fn layer(
+    spec: &OpSpec,
+    sets: &[LayerWeights],
+    on: &Target,
+) -> Result<Box<dyn Module + Send + Sync>> {
     let Target {
         implementation,
         device,
@@ -398,7 +402,7 @@ fn layer(spec: &OpSpec, w: &[LayerWeights], on: &Target) -> Result<Box<dyn Modul
     } = *on;
     let half = hidden(spec);
     let inner = bottleneck(spec);
-    let w = C2fWeights::of(w);
+    let w = C2fWeights::of(sets);
     if implementation == Implementation::Native {
         let m =
             w.m.iter()
@@ -426,37 +430,48 @@ fn layer(spec: &OpSpec, w: &[LayerWeights], on: &Target) -> Result<Box<dyn Modul
             half,
         })));
     }
-    let t = |lw: &LayerWeights| tensor_from(lw.data.clone(), &lw.shape, device, dtype);
-    let bias =
-        |lw: &LayerWeights| tensor_from(lw.data.clone(), &[1, lw.shape[0], 1, 1], device, dtype);
+    candle_layer_with(spec, sets, &mut |lw, shape| {
+        tensor_from(lw.data.clone(), shape, device, dtype)
+    })
+}
+
+/// One C2f on stock candle ops, each weight made a tensor by `t` in the order of
+/// `random_weights` (training makes them variables).
+fn candle_layer_with(
+    spec: &OpSpec,
+    sets: &[LayerWeights],
+    t: &mut dyn FnMut(&LayerWeights, &[usize]) -> Result<Tensor>,
+) -> Result<Box<dyn Module + Send + Sync>> {
+    let w = C2fWeights::of(sets);
+    let inner = bottleneck(spec);
+    let bias_shape = |lw: &LayerWeights| [1, lw.shape[0], 1, 1];
+    let w1 = t(w.cv1.weight, &w.cv1.weight.shape)?;
+    let b1 = t(w.cv1.bias, &bias_shape(w.cv1.bias))?;
     let mut blocks: Vec<Box<dyn Module + Send + Sync>> = Vec::with_capacity(w.m.len());
     for s in &w.m {
         blocks.push(match spec.kind {
-            OpKind::C2fFaster => Box::new(block::candle_block(
-                &inner,
-                BlockWeights::of(s),
-                device,
-                dtype,
-            )?),
+            OpKind::C2fFaster => {
+                Box::new(block::candle_block_with(&inner, BlockWeights::of(s), t)?)
+            }
             _ => {
                 let [a, b] = conv_pair(s);
                 Box::new(CandleBottleneck {
-                    wa: t(a.weight)?,
-                    ba: bias(a.bias)?,
-                    wb: t(b.weight)?,
-                    bb: bias(b.bias)?,
+                    wa: t(a.weight, &a.weight.shape)?,
+                    ba: t(a.bias, &bias_shape(a.bias))?,
+                    wb: t(b.weight, &b.weight.shape)?,
+                    bb: t(b.bias, &bias_shape(b.bias))?,
                     padding: spec.kernel / 2,
                 })
             }
         });
     }
     Ok(Box::new(CandleC2f {
-        w1: t(w.cv1.weight)?,
-        b1: bias(w.cv1.bias)?,
-        w2: t(w.cv2.weight)?,
-        b2: bias(w.cv2.bias)?,
+        w1,
+        b1,
+        w2: t(w.cv2.weight, &w.cv2.weight.shape)?,
+        b2: t(w.cv2.bias, &bias_shape(w.cv2.bias))?,
         m: blocks,
-        half,
+        half: hidden(spec),
     }))
 }
 
@@ -501,6 +516,553 @@ pub fn build(spec: &OpSpec, weights: &[LayerWeights], on: &Target) -> Result<Sta
         layers,
         copies: copies(spec, on.implementation),
     })
+}
+
+// Training (`--pass train`). BN stays folded (frozen): each Conv's folded weight and bias
+// train (docs/training.md).
+
+/// Activations one C2f's backward needs kept from the forward, per pixel of one image: the
+/// input (cv1's), cv1's pre-activation, the concat buffer (cv2's input and the bottlenecks'),
+/// cv2's pre-activation, and per bottleneck its own (`c2f`: both convs' pre-activations and
+/// the first's activation; `c2f_faster`: the FasterNet block's).
+pub fn saved_per_pixel(spec: &OpSpec) -> u64 {
+    let (c, half, n) = (
+        spec.map.c as u64,
+        hidden(spec) as u64,
+        bottleneck_count(spec) as u64,
+    );
+    let per_bottleneck = match spec.kind {
+        OpKind::C2fFaster => block::saved_per_pixel(&bottleneck(spec)),
+        _ => 3 * half,
+    };
+    c + 2 * half + (2 + n) * half + c + n * per_bottleneck
+}
+
+/// f64: (act(W·x + b), W·x + b) for a 1x1 conv on one image of `hw` pixels.
+fn ref_pointwise_pre(
+    wb: ConvBias<&Vec<f64>>,
+    x: &[f64],
+    cout: usize,
+    hw: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (w, b) = (wb.weight, wb.bias);
+    let cin = x.len() / hw;
+    let mut pre = vec![0.0; cout * hw];
+    for (o, plane) in pre.chunks_mut(hw).enumerate() {
+        for i in 0..cin {
+            let wv = w[o * cin + i];
+            for (p, v) in plane.iter_mut().enumerate() {
+                *v += wv * x[i * hw + p];
+            }
+        }
+        plane.iter_mut().for_each(|v| *v += b[o]);
+    }
+    (pre.iter().map(|&v| ACT.apply_f64(v)).collect(), pre)
+}
+
+/// f64 backward of y = act(W·x + b), 1x1, one image: (dx, dW, db), dW and db added into.
+fn ref_pointwise_back(
+    w: &[f64],
+    x: &[f64],
+    pre: &[f64],
+    dy: &[f64],
+    hw: usize,
+    (dw, db): (&mut [f64], &mut [f64]),
+) -> Vec<f64> {
+    let (cout, cin) = (pre.len() / hw, x.len() / hw);
+    let d: Vec<f64> = dy
+        .iter()
+        .zip(pre)
+        .map(|(g, &v)| g * ACT.grad_f64(v))
+        .collect();
+    let mut dx = vec![0.0; cin * hw];
+    for o in 0..cout {
+        let row = &d[o * hw..][..hw];
+        db[o] += row.iter().sum::<f64>();
+        for i in 0..cin {
+            let wv = w[o * cin + i];
+            let mut g = 0.0;
+            for p in 0..hw {
+                dx[i * hw + p] += wv * row[p];
+                g += row[p] * x[i * hw + p];
+            }
+            dw[o * cin + i] += g;
+        }
+    }
+    dx
+}
+
+/// f64 forward of act(conv_kxk(x) + b) keeping the pre-activation, one image.
+fn ref_conv_pre(inner: &OpSpec, w: ConvBias<&Vec<f64>>, x: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let hw = inner.map.h * inner.map.w;
+    let mut pre = crate::ops::reference::reference_forward(inner, w.weight, x, 1);
+    for (o, plane) in pre.chunks_mut(hw).enumerate() {
+        plane.iter_mut().for_each(|v| *v += w.bias[o]);
+    }
+    (pre.iter().map(|&v| ACT.apply_f64(v)).collect(), pre)
+}
+
+/// f64 backward of act(conv_kxk(x) + b), one image: dx, with dW and db added into.
+fn ref_conv_back(
+    inner: &OpSpec,
+    w: &[f64],
+    x: &[f64],
+    pre: &[f64],
+    dy: &[f64],
+    (dw, db): (&mut [f64], &mut [f64]),
+) -> Vec<f64> {
+    let hw = inner.map.h * inner.map.w;
+    let d: Vec<f64> = dy
+        .iter()
+        .zip(pre)
+        .map(|(g, &v)| g * ACT.grad_f64(v))
+        .collect();
+    for (o, plane) in d.chunks(hw).enumerate() {
+        db[o] += plane.iter().sum::<f64>();
+    }
+    let (dx, dwi) = crate::ops::train::reference_single(inner, w, x, &d, 1);
+    dw.iter_mut().zip(dwi).for_each(|(a, b)| *a += b);
+    dx
+}
+
+/// The f64 reference of one C2f's training step for the loss sum(y ⊙ dy): (output, d input,
+/// d weight sets in the order of `random_weights`).
+pub fn reference_step(
+    spec: &OpSpec,
+    w: &[Vec<f64>],
+    x: &[f64],
+    dy: &[f64],
+    batch: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+    let (c, half, hw) = (spec.map.c, hidden(spec), spec.map.h * spec.map.w);
+    let inner = bottleneck(spec);
+    let named = C2fWeights::of(w);
+    let mut grads: Vec<Vec<f64>> = w.iter().map(|s| vec![0.0; s.len()]).collect();
+    let (mut y, mut dx) = (Vec::with_capacity(x.len()), Vec::with_capacity(x.len()));
+    for (xb, dyb) in x.chunks(c * hw).zip(dy.chunks(c * hw)).take(batch) {
+        let (halves, pre1) = ref_pointwise_pre(named.cv1, xb, 2 * half, hw);
+        let mut buf = halves;
+        // Each conv bottleneck's (first pre-activation, first activation, second
+        // pre-activation), for its backward.
+        let mut kept = Vec::new();
+        for (i, sets) in named.m.iter().enumerate() {
+            let src = buf[(1 + i) * half * hw..][..half * hw].to_vec();
+            let out = match spec.kind {
+                OpKind::C2fFaster => block::reference(&inner, sets, &src, 1),
+                _ => {
+                    let [a, b] = conv_pair(sets);
+                    let (ta, pa) = ref_conv_pre(&inner, a, &src);
+                    let (tb, pb) = ref_conv_pre(&inner, b, &ta);
+                    kept.push((pa, ta, pb));
+                    src.iter().zip(&tb).map(|(s, t)| s + t).collect()
+                }
+            };
+            buf.extend(out);
+        }
+        let (out, pre2) = ref_pointwise_pre(named.cv2, &buf, c, hw);
+        y.extend(out);
+        // Backward.
+        let last = grads.len() - 2;
+        let (head, tail) = grads.split_at_mut(last);
+        let (dw2, db2) = tail.split_at_mut(1);
+        let mut dbuf = ref_pointwise_back(
+            named.cv2.weight,
+            &buf,
+            &pre2,
+            dyb,
+            hw,
+            (&mut dw2[0], &mut db2[0]),
+        );
+        for i in (0..named.m.len()).rev() {
+            let src = buf[(1 + i) * half * hw..][..half * hw].to_vec();
+            let dout = dbuf[(2 + i) * half * hw..][..half * hw].to_vec();
+            let sets = named.m[i];
+            let g = &mut head[2 + 4 * i..][..4];
+            let dsrc = match spec.kind {
+                OpKind::C2fFaster => {
+                    let (_, dsrc, dws) = block::reference_step(&inner, sets, &src, &dout, 1);
+                    for (acc, d) in g.iter_mut().zip(dws) {
+                        acc.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+                    }
+                    dsrc
+                }
+                _ => {
+                    let (pa, ta, pb) = &kept[i];
+                    let (ga, gb) = g.split_at_mut(2);
+                    let (gaw, gab) = ga.split_at_mut(1);
+                    let (gbw, gbb) = gb.split_at_mut(1);
+                    let dta =
+                        ref_conv_back(&inner, &sets[2], ta, pb, &dout, (&mut gbw[0], &mut gbb[0]));
+                    let dsrc =
+                        ref_conv_back(&inner, &sets[0], &src, pa, &dta, (&mut gaw[0], &mut gab[0]));
+                    // The shortcut passes the output gradient to the input.
+                    dsrc.iter().zip(&dout).map(|(a, b)| a + b).collect()
+                }
+            };
+            dbuf[(1 + i) * half * hw..][..half * hw]
+                .iter_mut()
+                .zip(dsrc)
+                .for_each(|(a, b)| *a += b);
+        }
+        let (g1w, g1b) = head.split_at_mut(1);
+        let dxb = ref_pointwise_back(
+            named.cv1.weight,
+            xb,
+            &pre1,
+            &dbuf[..2 * half * hw],
+            hw,
+            (&mut g1w[0], &mut g1b[0]),
+        );
+        dx.extend(dxb);
+    }
+    (y, dx, grads)
+}
+
+/// A `c2f` bottleneck's training on the native kernels: its two convs (each with its bias
+/// and SiLU), or a FasterNet block.
+enum BottleneckTrain {
+    Conv {
+        a: crate::ops::train::NativePart,
+        ba: Vec<f32>,
+        b: crate::ops::train::NativePart,
+        bb: Vec<f32>,
+    },
+    Faster(block::NativeBlockTrain),
+}
+
+/// What a bottleneck's forward keeps for its backward (its input is a slice of the concat
+/// buffer, kept by the C2f).
+enum BottleneckSaved {
+    Conv {
+        pa: Vec<f32>,
+        ta: Vec<f32>,
+        pb: Vec<f32>,
+    },
+    Faster(block::Saved),
+}
+
+impl BottleneckTrain {
+    /// One image's bottleneck: its output and what its backward needs.
+    fn forward(&self, src: &[f32], (h, w): (usize, usize)) -> (Vec<f32>, BottleneckSaved) {
+        let hw = h * w;
+        match self {
+            BottleneckTrain::Conv { a, ba, b, bb } => {
+                let mut pa = a.forward(src, (1, h, w));
+                let ta = native::backward::bias_then_act(&mut pa, ba, hw, ACT);
+                let mut pb = b.forward(&ta, (1, h, w));
+                let mut out = native::backward::bias_then_act(&mut pb, bb, hw, ACT);
+                out.iter_mut().zip(src).for_each(|(o, s)| *o += s);
+                (out, BottleneckSaved::Conv { pa, ta, pb })
+            }
+            BottleneckTrain::Faster(block) => {
+                let (out, s) = block.forward(src, (1, h, w));
+                (out, BottleneckSaved::Faster(s))
+            }
+        }
+    }
+
+    /// One image's bottleneck backward: d input, with its weight gradients added into `g`
+    /// (its four sets).
+    fn backward(
+        &self,
+        src: &[f32],
+        saved: &BottleneckSaved,
+        dout: &[f32],
+        (h, w): (usize, usize),
+        g: &mut [Vec<f32>],
+    ) -> Vec<f32> {
+        let hw = h * w;
+        let add = |acc: &mut Vec<f32>, d: &[f32]| acc.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+        match (self, saved) {
+            (BottleneckTrain::Conv { a, b, .. }, BottleneckSaved::Conv { pa, ta, pb }) => {
+                let half = src.len() / hw;
+                let mut d = dout.to_vec();
+                let dbb = native::backward::act_bias_backward(&mut d, pb, half, hw, ACT);
+                let (mut dta, dwb) = b.backward(ta, &d, (1, h, w));
+                let dba = native::backward::act_bias_backward(&mut dta, pa, half, hw, ACT);
+                let (mut dsrc, dwa) = a.backward(src, &dta, (1, h, w));
+                for (acc, d) in g.iter_mut().zip([&dwa, &dba, &dwb, &dbb]) {
+                    add(acc, d);
+                }
+                // The shortcut passes the output gradient to the input.
+                dsrc.iter_mut().zip(dout).for_each(|(a, b)| *a += b);
+                dsrc
+            }
+            (BottleneckTrain::Faster(block), BottleneckSaved::Faster(s)) => {
+                let (dsrc, dws) = block.backward(src, s, dout, (1, h, w));
+                for (acc, d) in g.iter_mut().zip(&dws) {
+                    add(acc, d);
+                }
+                dsrc
+            }
+            _ => unreachable!("a bottleneck's saved state is its own kind"),
+        }
+    }
+}
+
+/// One C2f's training on the native kernels, image by image (weight gradients summed).
+struct NativeC2fTrain {
+    w1: Vec<f32>,
+    w1t: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    w2t: Vec<f32>,
+    b2: Vec<f32>,
+    m: Vec<BottleneckTrain>,
+    half: usize,
+    shapes: Vec<[usize; 4]>,
+}
+
+/// What one image of one C2f keeps for its backward.
+struct C2fSaved {
+    pre1: Vec<f32>,
+    buf: Vec<f32>,
+    m: Vec<BottleneckSaved>,
+    pre2: Vec<f32>,
+}
+
+impl NativeC2fTrain {
+    fn new(spec: &OpSpec, sets: &[LayerWeights]) -> Self {
+        let (c, half) = (spec.map.c, hidden(spec));
+        let n = bottleneck_count(spec);
+        let inner = bottleneck(spec);
+        let w = C2fWeights::of(sets);
+        let m =
+            w.m.iter()
+                .map(|s| match spec.kind {
+                    OpKind::C2fFaster => BottleneckTrain::Faster(block::NativeBlockTrain::new(
+                        &inner,
+                        BlockWeights::of(s),
+                    )),
+                    _ => {
+                        let [a, b] = conv_pair(s);
+                        BottleneckTrain::Conv {
+                            a: crate::ops::train::NativePart::new(&inner, a.weight),
+                            ba: a.bias.data.clone(),
+                            b: crate::ops::train::NativePart::new(&inner, b.weight),
+                            bb: b.bias.data.clone(),
+                        }
+                    }
+                })
+                .collect();
+        Self {
+            w1: w.cv1.weight.data.clone(),
+            w1t: block::transpose(&w.cv1.weight.data, 2 * half, c),
+            b1: w.cv1.bias.data.clone(),
+            w2: w.cv2.weight.data.clone(),
+            w2t: block::transpose(&w.cv2.weight.data, c, (2 + n) * half),
+            b2: w.cv2.bias.data.clone(),
+            m,
+            half,
+            shapes: sets.iter().map(|s| s.shape).collect(),
+        }
+    }
+
+    /// One image's forward: its output and what its backward needs.
+    fn forward(&self, x: &[f32], (h, w): (usize, usize)) -> (Vec<f32>, C2fSaved) {
+        let hw = h * w;
+        let (c, half) = (x.len() / hw, self.half);
+        let cat = (2 + self.m.len()) * half;
+        let mut pre1 = native::with_output(2 * half * hw, |p| {
+            pointwise(p, &self.w1, x, (2 * half, c, hw), false)
+        });
+        let mut buf = native::backward::bias_then_act(&mut pre1, &self.b1, hw, ACT);
+        buf.reserve(cat * hw - buf.len());
+        let mut kept = Vec::with_capacity(self.m.len());
+        for (i, m) in self.m.iter().enumerate() {
+            let (out, s) = m.forward(&buf[(1 + i) * half * hw..][..half * hw], (h, w));
+            buf.extend(out);
+            kept.push(s);
+        }
+        let mut pre2 = native::with_output(c * hw, |p| {
+            pointwise(p, &self.w2, &buf, (c, cat, hw), false)
+        });
+        let out = native::backward::bias_then_act(&mut pre2, &self.b2, hw, ACT);
+        (
+            out,
+            C2fSaved {
+                pre1,
+                buf,
+                m: kept,
+                pre2,
+            },
+        )
+    }
+
+    /// One image's backward: d input, with the weight gradients added into `g` (this C2f's
+    /// sets, in order).
+    fn backward(
+        &self,
+        x: &[f32],
+        s: &C2fSaved,
+        dy: &[f32],
+        (h, w): (usize, usize),
+        g: &mut [Vec<f32>],
+    ) -> Vec<f32> {
+        use native::backward::{act_bias_backward, pointwise_weight_grad};
+        let hw = h * w;
+        let (c, half) = (x.len() / hw, self.half);
+        let cat = (2 + self.m.len()) * half;
+        let add = |acc: &mut Vec<f32>, d: &[f32]| acc.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+        let last = g.len() - 2;
+        let mut d2 = dy.to_vec();
+        let db2 = act_bias_backward(&mut d2, &s.pre2, c, hw, ACT);
+        add(&mut g[last + 1], &db2);
+        pointwise_weight_grad(&mut g[last], &d2, &s.buf, (1, c, cat, hw));
+        let mut dbuf = native::with_output(cat * hw, |d| {
+            pointwise(d, &self.w2t, &d2, (cat, c, hw), false)
+        });
+        for (i, m) in self.m.iter().enumerate().rev() {
+            let (done, rest) = dbuf.split_at_mut((2 + i) * half * hw);
+            let dsrc = m.backward(
+                &s.buf[(1 + i) * half * hw..][..half * hw],
+                &s.m[i],
+                &rest[..half * hw],
+                (h, w),
+                &mut g[2 + 4 * i..][..4],
+            );
+            add_into(&mut done[(1 + i) * half * hw..][..half * hw], &dsrc);
+        }
+        let mut d1 = dbuf[..2 * half * hw].to_vec();
+        let db1 = act_bias_backward(&mut d1, &s.pre1, 2 * half, hw, ACT);
+        add(&mut g[1], &db1);
+        pointwise_weight_grad(&mut g[0], &d1, x, (1, 2 * half, c, hw));
+        native::with_output(c * hw, |dx| {
+            pointwise(dx, &self.w1t, &d1, (c, 2 * half, hw), false)
+        })
+    }
+}
+
+fn add_into(acc: &mut [f32], d: &[f32]) {
+    acc.iter_mut().zip(d).for_each(|(a, b)| *a += b);
+}
+
+/// Stacked C2fs' native training step.
+struct NativeC2fsTrain {
+    layers: Vec<NativeC2fTrain>,
+    copies: Copies,
+}
+
+impl crate::ops::train::TrainStep for NativeC2fsTrain {
+    fn input(&self, x: Tensor) -> Result<Tensor> {
+        Ok(x)
+    }
+
+    fn step(
+        &self,
+        x: &Tensor,
+        upstream: Option<&Tensor>,
+    ) -> candle_core::Result<crate::ops::train::Gradients> {
+        use crate::ops::train::with_host;
+        let dims = x.dims4()?;
+        let (n, c, h, w) = dims;
+        let image = c * h * w;
+        let upstream = match upstream {
+            Some(g) => Some(with_host(g, <[f32]>::to_vec)?),
+            None => None,
+        };
+        let (y, dx, grads) = with_host(x, |xs| {
+            // Forward, image by image through every layer, keeping each layer's input.
+            let mut inputs: Vec<Vec<f32>> = Vec::with_capacity(self.layers.len());
+            let mut saved: Vec<Vec<C2fSaved>> = Vec::with_capacity(self.layers.len());
+            let mut cur = xs.to_vec();
+            for layer in &self.layers {
+                let mut next = Vec::with_capacity(cur.len());
+                let mut kept = Vec::with_capacity(n);
+                for xb in cur.chunks(image) {
+                    let (out, s) = layer.forward(xb, (h, w));
+                    next.extend(out);
+                    kept.push(s);
+                }
+                inputs.push(std::mem::replace(&mut cur, next));
+                saved.push(kept);
+            }
+            let y = cur;
+            let mut dy = upstream.unwrap_or_else(|| vec![1.0; y.len()]);
+            let mut grads: Vec<Vec<Vec<f32>>> = self
+                .layers
+                .iter()
+                .map(|l| {
+                    l.shapes
+                        .iter()
+                        .map(|s| vec![0.0; s.iter().product()])
+                        .collect()
+                })
+                .collect();
+            for (l, layer) in self.layers.iter().enumerate().rev() {
+                let (input, kept) = (
+                    inputs.pop().expect("one per layer"),
+                    saved.pop().expect("one per layer"),
+                );
+                let mut dx = Vec::with_capacity(dy.len());
+                for ((xb, s), db) in input.chunks(image).zip(&kept).zip(dy.chunks(image)) {
+                    dx.extend(layer.backward(xb, s, db, (h, w), &mut grads[l]));
+                }
+                dy = dx;
+            }
+            (y, dy, grads)
+        })?;
+        let mut weights = Vec::new();
+        for (layer, g) in self.layers.iter().zip(grads) {
+            for (d, shape) in g.into_iter().zip(&layer.shapes) {
+                weights.push(Tensor::from_vec(
+                    d,
+                    shape.to_vec(),
+                    &candle_core::Device::Cpu,
+                )?);
+            }
+        }
+        Ok(crate::ops::train::Gradients {
+            output: Tensor::from_vec(y, dims, &candle_core::Device::Cpu)?,
+            input: Tensor::from_vec(dx, dims, &candle_core::Device::Cpu)?,
+            weights,
+        })
+    }
+
+    fn copies(&self) -> &Copies {
+        &self.copies
+    }
+}
+
+/// `layers` C2fs' training step: candle's autograd, or the native kernels.
+pub fn build_train(
+    spec: &OpSpec,
+    weights: &[LayerWeights],
+    on: &Target,
+) -> Result<Box<dyn crate::ops::train::TrainStep>> {
+    use crate::ops::train::{self, CandleTrain};
+    let forward = copies(spec, on.implementation);
+    match on.implementation {
+        Implementation::Native => {
+            if on.device.is_cuda() {
+                return Err(Error::Unsupported(
+                    "implementation native has backward kernels on cpu only: with --pass train use --impl candle on cuda".into(),
+                ));
+            }
+            let layers = weights
+                .chunks(weight_sets(spec))
+                .map(|w| NativeC2fTrain::new(spec, w))
+                .collect();
+            Ok(Box::new(NativeC2fsTrain {
+                layers,
+                copies: train::twice(&forward, "the backward copies likewise"),
+            }))
+        }
+        Implementation::Candle | Implementation::Torch => {
+            let mut vars = Vec::with_capacity(weights.len());
+            let mut layers: Vec<Box<dyn Module + Send + Sync>> = Vec::new();
+            for w in weights.chunks(weight_sets(spec)) {
+                let mut var =
+                    |lw: &LayerWeights, shape: &[usize]| train::var_of(&mut vars, lw, shape, on);
+                layers.push(candle_layer_with(spec, w, &mut var)?);
+            }
+            Ok(Box::new(CandleTrain {
+                layers,
+                vars,
+                copies: train::candle_copies(forward),
+            }))
+        }
+    }
 }
 
 #[cfg(test)]

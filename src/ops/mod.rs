@@ -624,6 +624,30 @@ family_in_module! {
     fn native_on_cuda(&self) -> bool {
         false
     }
+    fn trains(&self) -> bool {
+        true
+    }
+    fn build_train(
+        &self,
+        spec: &OpSpec,
+        weights: &[LayerWeights],
+        on: &Target,
+    ) -> Result<Box<dyn train::TrainStep>> {
+        c2f::build_train(spec, weights, on)
+    }
+    fn reference_step(
+        &self,
+        spec: &OpSpec,
+        weights: &[Vec<f64>],
+        x: &[f64],
+        dy: &[f64],
+        n: usize,
+    ) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+        c2f::reference_step(spec, weights, x, dy, n)
+    }
+    fn saved_per_pixel(&self, spec: &OpSpec) -> u64 {
+        c2f::saved_per_pixel(spec)
+    }
 }
 family_in_module! {
     FasterNet,

@@ -579,6 +579,30 @@ mod tests {
     }
 
     #[test]
+    fn c2f_blocks_train_like_their_reference() {
+        for (kind, map, k, n) in [
+            (OpKind::C2f, "12x9x7", 3, 2),
+            (OpKind::C2f, "8x6x6", 1, 1),
+            (OpKind::C2fFaster, "16x8x9", 3, 2),
+            (OpKind::C2fFaster, "24x7x7", 5, 1),
+        ] {
+            let faster = kind == OpKind::C2fFaster;
+            let s = OpSpec {
+                kind,
+                n_div: faster.then_some(4),
+                forward: faster.then_some(PConvForward::SplitCat),
+                expansion: faster.then_some(2),
+                act: faster.then_some(Act::Silu),
+                bottlenecks: Some(n),
+                ..OpSpec::plain(kind, k, map.parse().unwrap())
+            };
+            check(&s, 1, 1, Implementation::Native);
+            check(&s, 3, 2, Implementation::Native);
+            check(&s, 2, 1, Implementation::Candle);
+        }
+    }
+
+    #[test]
     fn slicing_cannot_be_trained() {
         let mut s = spec(OpKind::PConv, "16x8x8", 3, None, Some(4));
         s.forward = Some(PConvForward::Slicing);

@@ -113,6 +113,40 @@ fn gemm_weight_grad(
     dw
 }
 
+/// Adds a per-channel bias to planes of `hw` values (plane i takes `bias[i % bias.len()]`)
+/// and returns the activation of the result: (pre-activation in `buf`, activation).
+pub(crate) fn bias_then_act(
+    buf: &mut [f32],
+    bias: &[f32],
+    hw: usize,
+    act: crate::ops::Act,
+) -> Vec<f32> {
+    for (i, plane) in buf.chunks_mut(hw).enumerate() {
+        let b = bias[i % bias.len()];
+        plane.iter_mut().for_each(|v| *v += b);
+    }
+    let mut a = buf.to_vec();
+    super::bias_act(&mut a, &[0.0], hw, act);
+    a
+}
+
+/// The backward of `act(pre + bias)`: multiplies the gradient `d` by act'(pre) in place and
+/// returns the bias gradient (per channel of `channels`, summed over planes of `hw`).
+pub(crate) fn act_bias_backward(
+    d: &mut [f32],
+    pre: &[f32],
+    channels: usize,
+    hw: usize,
+    act: crate::ops::Act,
+) -> Vec<f32> {
+    d.iter_mut().zip(pre).for_each(|(d, &v)| *d *= act.grad(v));
+    let mut db = vec![0.0f32; channels];
+    for (i, plane) in d.chunks(hw).enumerate() {
+        db[i % channels] += plane.iter().sum::<f32>();
+    }
+    db
+}
+
 /// The GEMM parallelism of the current pool, noted in the kernel-path trace.
 fn gemm_parallelism_noted() -> gemm::Parallelism {
     let par = super::gemm_parallelism();
