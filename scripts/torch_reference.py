@@ -20,8 +20,8 @@ CPU: torch.set_num_threads(record threads). CUDA (--device cuda): cudnn.benchmar
 
 Records of `pass` train are timed as pconv-bench times them: one sample = one training step
 (gradients reset to None, the forward, loss = output.sum(), loss.backward(), synchronise),
-verified first against a float64 copy of the module (output, input gradient and every weight
-gradient, for a random upstream gradient). PConv's slicing forward cannot train (autograd
+verified first, as pconv-bench verifies, on one layer against a float64 copy of it (output,
+input gradient and every weight gradient, for a random upstream gradient). PConv's slicing forward cannot train (autograd
 refuses its in-place write), as FasterNet's code says.
 """
 import copy
@@ -389,8 +389,8 @@ def verify_train(model, x, dev, dtype, tol, label, seed):
     for i, (p, pr) in enumerate(zip(model.parameters(), ref_model.parameters())):
         worst.append(check(f"weight gradient {i + 1}", p.grad, pr.grad, tol, label))
     err, rel = max(e for e, _ in worst), max(r for _, r in worst)
-    checks = [f"output, input gradient and {len(worst) - 2} weight gradient(s) match the module "
-              f"evaluated in float64 (rel err {rel:.2e} <= {tol:.0e})"]
+    checks = [f"one layer's output, input gradient and {len(worst) - 2} weight gradient(s) match "
+              f"the layer evaluated in float64 (rel err {rel:.2e} <= {tol:.0e})"]
     return model, err, rel, checks
 
 
@@ -414,7 +414,13 @@ def measure_record(r, dev, seed, warmup_s, measure_s, precision=None):
         # folded weight and bias are what trains, as in pconv-bench.
         for p in model.parameters():
             p.requires_grad_(True)
-        model, err, rel, checks = verify_train(model, x, dev, dtype, tol, label, seed)
+        # One layer is verified, as pconv-bench verifies one: through ten, f32 and f64 drift
+        # apart and a ReLU whose input sits at its kink in one of them flips a gradient.
+        one = build(dict(r, layers=1), seed)
+        for p in one.parameters():
+            p.requires_grad_(True)
+        _, err, rel, checks = verify_train(one, x, dev, dtype, tol, label, seed)
+        model = model.to(dev, dtype)
         params = list(model.parameters())
         xd = x.to(dev, dtype).requires_grad_(True)
 

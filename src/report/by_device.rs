@@ -11,7 +11,7 @@ use super::rows::{ms, rate, Rows};
 use crate::answer::paper_name;
 use crate::config::PaperReference;
 use crate::error::{Error, Result};
-use crate::ops::{Dtype, FeatureMap, Implementation, OpKind};
+use crate::ops::{Dtype, FeatureMap, Implementation, OpKind, Pass};
 use crate::record::{Record, RunResult};
 
 /// Whether the paper's three devices appear as reference columns.
@@ -90,6 +90,8 @@ struct RowKey {
     shape: FeatureMap,
     dtype: Dtype,
     layers: usize,
+    /// A training step is its own row.
+    pass: Pass,
 }
 
 impl RowKey {
@@ -100,6 +102,7 @@ impl RowKey {
             shape: r.spec.map,
             dtype: r.dtype,
             layers: r.layers,
+            pass: r.pass,
         }
     }
 }
@@ -225,7 +228,16 @@ pub fn build(files: &[(PathBuf, RunResult)], paper: PaperColumns) -> Result<Rows
     let mut foot = Vec::new();
     for row in &rows {
         let mut cells = vec![
-            format!("{} {}", paper_name(row.key.op), row.key.variant),
+            format!(
+                "{} {}{}",
+                paper_name(row.key.op),
+                row.key.variant,
+                if row.key.pass == Pass::Train {
+                    ", training step"
+                } else {
+                    ""
+                }
+            ),
             row.key.shape.to_string(),
             format!("{:.3}", row.macs as f64 / 1e6),
         ];
@@ -279,8 +291,10 @@ pub fn build(files: &[(PathBuf, RunResult)], paper: PaperColumns) -> Result<Rows
             .any(|r| r.key.op == op && r.key.variant.contains(want));
         !any_paper || v.contains(want)
     };
+    // The paper's FLOPS are of the forward: training steps stay out of the bottom rows.
     let summarised = |r: &Row| {
-        r.key.variant.split(' ').next() == Some(kernel.as_str())
+        r.key.pass == Pass::Infer
+            && r.key.variant.split(' ').next() == Some(kernel.as_str())
             && r.key.dtype == dtype
             && paper_variant(r.key.op, &r.key.variant)
     };

@@ -42,6 +42,7 @@ const HEADER: &[&str] = &[
     "speedup_vs_conv",
     "paper_cpu_gmac_per_s",
     "paper_gpu_gmac_per_s",
+    "pass",
 ];
 
 /// Quotes a field when CSV needs it (RFC 4180).
@@ -97,6 +98,7 @@ impl super::Export for CsvFormat {
                 opt(speedup_vs_conv(&result.records, r)),
                 opt(r.paper.as_ref().map(|p| p.cpu_gmacs)),
                 opt(r.paper.as_ref().map(|p| p.gpu_gmacs)),
+                r.pass.to_string(),
             ];
             out += &cells.into_iter().map(field).collect::<Vec<_>>().join(",");
             out += "\n";
