@@ -373,17 +373,28 @@ def check(what, got, want, tol, label):
 
 def verify_train(model, x, dev, dtype, tol, label, seed):
     """One training step with a random upstream gradient g (loss = sum(y * g)) against the
-    same step of a float64 copy: output, input gradient, every weight gradient."""
+    same step of a float64 copy: output, input gradient, every weight gradient. A ReLU input
+    at the kink can fall on either side in f32: the float64 copy takes each ReLU's decisions
+    (which inputs pass) from the f32 run, so the comparison measures rounding only."""
     gen = torch.Generator().manual_seed(seed ^ 0x9BAD)
     ref_model = copy.deepcopy(model).double()
-    xr = x.double().requires_grad_(True)
-    yr = ref_model(xr)
-    g = torch.rand(yr.shape, generator=gen, dtype=torch.float64) * 2 - 1
-    (yr * g).sum().backward()
     model = model.to(dev, dtype)
-    xm = x.to(dev, dtype).requires_grad_(True)
+    masks, hooks = {}, []
+    pairs = [(m, r) for m, r in zip(model.modules(), ref_model.modules()) if isinstance(m, nn.ReLU)]
+    for i, (m, r) in enumerate(pairs):
+        hooks.append(m.register_forward_hook(
+            lambda mod, inp, out, i=i: masks.__setitem__(i, (inp[0] > 0).detach().cpu())))
+        hooks.append(r.register_forward_hook(
+            lambda mod, inp, out, i=i: inp[0] * masks[i].to(inp[0].dtype)))
+    xm = x.detach().clone().to(dev, dtype).requires_grad_(True)
     y = model(xm)
+    g = torch.rand(y.shape, generator=gen, dtype=torch.float64) * 2 - 1
     (y * g.to(dev, dtype)).sum().backward()
+    xr = x.detach().double().requires_grad_(True)
+    yr = ref_model(xr)
+    (yr * g).sum().backward()
+    for h in hooks:
+        h.remove()
     worst = [check("output", y.detach(), yr.detach(), tol, label),
              check("input gradient", xm.grad, xr.grad, tol, label)]
     for i, (p, pr) in enumerate(zip(model.parameters(), ref_model.parameters())):
@@ -422,7 +433,7 @@ def measure_record(r, dev, seed, warmup_s, measure_s, precision=None):
         _, err, rel, checks = verify_train(one, x, dev, dtype, tol, label, seed)
         model = model.to(dev, dtype)
         params = list(model.parameters())
-        xd = x.to(dev, dtype).requires_grad_(True)
+        xd = x.detach().clone().to(dev, dtype).requires_grad_(True)
 
         def step():
             for p in params:

@@ -79,6 +79,33 @@ pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(
         let need = crate::ops::fasternet::Model::of(s).peak_bytes(p.batch)?;
         return Some(if on_gpu { (need, need) } else { (need, 0) });
     }
+    let Estimate {
+        verify_device,
+        verify_host,
+        timed,
+    } = estimate(p, layers, on_gpu)?;
+    if on_gpu {
+        // The host keeps the reference and the copies read back; the device the rest.
+        Some((verify_host, timed.max(verify_device)))
+    } else {
+        Some((verify_device.checked_add(verify_host)?.max(timed), 0))
+    }
+}
+
+/// The parts of a point's estimate: verification ends before timing starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Estimate {
+    /// Verification's buffers where the point runs.
+    pub verify_device: u64,
+    /// Verification's host copies and f64 reference.
+    pub verify_host: u64,
+    /// Timing at the point's batch and layers (a training step's whole peak included).
+    pub timed: u64,
+}
+
+/// The estimate of a layer-stack point (not a whole network), in parts.
+pub fn estimate(p: &Point, layers: usize, on_gpu: bool) -> Option<Estimate> {
+    let s = &p.spec;
     let elem = p.dtype.size_bytes();
     let image = s.map.elements() as u64;
     let batch = p.batch as u64;
@@ -112,9 +139,9 @@ pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(
         // backward passes it (candle's autograd keeps every intermediate of its graph and
         // makes temporaries in the backward: twice that), and makes a gradient per weight with
         // up to two more temporaries of its size (candle transposes and sums them; measured
-        // peaks: docs/training.md, tests/train_memory.rs). Its reference runs on the whole batch in f64 (the weight gradient
-        // sums every image): input, upstream gradient, output, input gradient and the
-        // intermediates the backward needs.
+        // peaks: docs/training.md, tests/train_memory.rs). Its f64 reference runs on the
+        // images verification compares (at most three): input, upstream gradient, output,
+        // input gradient and the intermediates the backward needs.
         let hw = (s.map.h * s.map.w) as u64;
         let kept = crate::ops::saved_per_pixel(s)
             .checked_mul(hw)?
@@ -131,7 +158,7 @@ pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(
             .checked_add(weights_per_layer.checked_mul(3 * layers as u64)?)?;
         let reference = kept
             .checked_add(4 * image)?
-            .checked_mul(batch)?
+            .checked_mul(reference_images)?
             .checked_mul(8)?
             .checked_add(weights_per_layer.checked_mul(16)?)?;
         (
@@ -141,12 +168,11 @@ pub fn host_and_device_bytes(p: &Point, layers: usize, on_gpu: bool) -> Option<(
     } else {
         (verify_host, timed)
     };
-    if on_gpu {
-        // The host keeps the reference and the copies read back; the device the rest.
-        Some((verify_host, timed.max(verify_device)))
-    } else {
-        Some((verify_device.checked_add(verify_host)?.max(timed), 0))
-    }
+    Some(Estimate {
+        verify_device,
+        verify_host,
+        timed,
+    })
 }
 
 /// Bytes the kernel reports as available for new allocations (`MemAvailable`), if known.

@@ -449,6 +449,74 @@ pub fn reference_step(
     (y, dx, vec![dwp, dw1, db1, dw2])
 }
 
+/// A pre-activation within this fraction of the largest one from ReLU's kink may sit on the
+/// other side of it in f32: the f32 GEMMs err by about 6e-7 of the largest (measured: 2.5e-6
+/// at 4.3 in PyTorch's first PWConv at 384x14x14), so four times that.
+const KINK: f64 = 4e-6;
+
+/// With ReLU, how far the implementation's gradients may honestly differ from
+/// [`reference_step`]'s: a pre-activation within [`KINK`] of 0 can land on either side of the
+/// kink in f32, and each that does adds or drops its own contribution. Returns (input slack,
+/// per weight set slack): those contributions' absolute values summed, as an upper bound
+/// (the first PWConv's and the PConv's gradients and the input's; the second PWConv's change
+/// by at most the pre-activation itself, below the tolerance). None for smooth activations.
+pub fn reference_slack(
+    spec: &OpSpec,
+    w: &[Vec<f64>],
+    x: &[f64],
+    dy: &[f64],
+    n: usize,
+) -> Option<(Vec<f64>, Vec<Vec<f64>>)> {
+    if act(spec) != Act::Relu {
+        return None;
+    }
+    let w = BlockWeights::of(w);
+    let (c, hw) = (spec.map.c, spec.map.h * spec.map.w);
+    let hidden = c * expansion(spec);
+    let part = pconv_part(spec);
+    let t = crate::ops::reference::reference_forward(&part, w.pconv, x, n);
+    let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<f64>>();
+    let (w1, w2) = (abs(w.fc1.weight), abs(w.fc2));
+    let mut dt = vec![0.0; t.len()];
+    let (mut dw1, mut db1) = (vec![0.0; hidden * c], vec![0.0; hidden]);
+    for b in 0..n {
+        let tb = &t[b * c * hw..][..c * hw];
+        let dyb = &dy[b * c * hw..][..c * hw];
+        let mut h = vec![0.0; hidden * hw];
+        for o in 0..hidden {
+            for i in 0..c {
+                let wv = w.fc1.weight[o * c + i];
+                for p in 0..hw {
+                    h[o * hw + p] += wv * tb[i * hw + p];
+                }
+            }
+            h[o * hw..][..hw]
+                .iter_mut()
+                .for_each(|v| *v += w.fc1.bias[o]);
+        }
+        let kink = KINK * h.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (o, row) in h.chunks(hw).enumerate() {
+            for (p, &v) in row.iter().enumerate() {
+                if v.abs() >= kink {
+                    continue;
+                }
+                // |da| at this unit: what flipping its derivative adds or drops.
+                let da: f64 = (0..c)
+                    .map(|q| w2[q * hidden + o] * dyb[q * hw + p].abs())
+                    .sum();
+                db1[o] += da;
+                for i in 0..c {
+                    dw1[o * c + i] += da * tb[i * hw + p].abs();
+                    dt[(b * c + i) * hw + p] += w1[o * c + i] * da;
+                }
+            }
+        }
+    }
+    let (dx, dwp) = crate::ops::train::reference_single(&part, &abs(w.pconv), &abs(x), &dt, n);
+    let dw2 = vec![0.0; c * hidden];
+    Some((dx, vec![dwp, dw1, db1, dw2]))
+}
+
 /// `layers` blocks' training step: candle's autograd, or the native kernels.
 pub fn build_train(
     spec: &OpSpec,
@@ -683,6 +751,70 @@ mod tests {
         let bn = 2.0 * (conv - 0.5) / (4.0f32 + BN_EPS).sqrt() + 1.0;
         let b = fold_bn(&mut w, 1, &[2.0], &[1.0], &[0.5], &[4.0]);
         assert!((w[0] * x[0] + w[1] * x[1] + b[0] - bn).abs() < 1e-6);
+    }
+
+    /// A unit exactly at ReLU's kink: its derivative is 0 in the reference (ReLU'(0) = 0), 1
+    /// an ulp above; the slack covers that difference, element by element, and is absent for
+    /// a smooth activation.
+    #[test]
+    fn the_relu_slack_covers_a_unit_flipped_at_the_kink() {
+        let spec = OpSpec {
+            kind: OpKind::FasterNetBlock,
+            kernel: 3,
+            groups: None,
+            n_div: Some(4),
+            forward: Some(super::super::PConvForward::SplitCat),
+            expansion: Some(2),
+            act: Some(Act::Relu),
+            bottlenecks: None,
+            model: None,
+            map: "8x5x5".parse().unwrap(),
+        };
+        let mut rng = crate::ops::seeded_rng(4);
+        let sets: Vec<Vec<f64>> = random_weights(&spec, &mut rng)
+            .iter()
+            .map(|w| w.data.iter().map(|&v| f64::from(v)).collect())
+            .collect();
+        let x: Vec<f64> = crate::ops::uniform(200, 1.0, &mut rng)
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        let dy: Vec<f64> = crate::ops::uniform(200, 1.0, &mut rng)
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect();
+        // Put hidden unit (o = 3, p = 12) exactly at 0 by moving its bias.
+        let (o, p, hw) = (3, 12, 25);
+        let t = crate::ops::reference::reference_forward(&pconv_part(&spec), &sets[0], &x, 1);
+        let h: f64 = (0..8).map(|i| sets[1][o * 8 + i] * t[i * hw + p]).sum();
+        let mut at = sets.clone();
+        at[2][o] = -h;
+        let mut above = at.clone();
+        above[2][o] += 1e-12;
+        let (_, dx0, dw0) = reference_step(&spec, &at, &x, &dy, 1);
+        let (_, dx1, dw1) = reference_step(&spec, &above, &x, &dy, 1);
+        let (sx, sw) = reference_slack(&spec, &at, &x, &dy, 1).unwrap();
+        let covered = |a: &[f64], b: &[f64], s: &[f64]| {
+            a.iter()
+                .zip(b)
+                .zip(s)
+                .all(|((a, b), s)| (a - b).abs() <= s + 1e-9)
+        };
+        assert!(
+            dx0.iter().zip(&dx1).any(|(a, b)| (a - b).abs() > 1e-3),
+            "the flip matters"
+        );
+        assert!(covered(&dx0, &dx1, &sx));
+        for i in 0..WEIGHT_SETS {
+            assert!(covered(&dw0[i], &dw1[i], &sw[i]), "weight set {i}");
+        }
+        // Without a unit at the kink there is (almost) nothing to allow; GELU has no kink.
+        assert!(sx.iter().any(|&v| v > 0.0));
+        let smooth = OpSpec {
+            act: Some(Act::Gelu),
+            ..spec
+        };
+        assert!(reference_slack(&smooth, &at, &x, &dy, 1).is_none());
     }
 
     #[test]

@@ -441,6 +441,18 @@ trait Family: Sync {
     ) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
         train::reference_parts(spec, weights, x, dy, n)
     }
+    /// How far an implementation's gradients may honestly differ from `reference_step`'s
+    /// beyond rounding, element by element (input, each weight set); None: not at all.
+    fn reference_slack(
+        &self,
+        _spec: &OpSpec,
+        _weights: &[Vec<f64>],
+        _x: &[f64],
+        _dy: &[f64],
+        _n: usize,
+    ) -> Option<(Vec<f64>, Vec<Vec<f64>>)> {
+        None
+    }
     /// Activations one layer's backward needs kept from its forward, per pixel of one image:
     /// each convolution's input channels (PConv: c_p).
     fn saved_per_pixel(&self, spec: &OpSpec) -> u64 {
@@ -614,6 +626,16 @@ family_in_module! {
     ) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
         block::reference_step(spec, weights, x, dy, n)
     }
+    fn reference_slack(
+        &self,
+        spec: &OpSpec,
+        weights: &[Vec<f64>],
+        x: &[f64],
+        dy: &[f64],
+        n: usize,
+    ) -> Option<(Vec<f64>, Vec<Vec<f64>>)> {
+        block::reference_slack(spec, weights, x, dy, n)
+    }
     fn saved_per_pixel(&self, spec: &OpSpec) -> u64 {
         block::saved_per_pixel(spec)
     }
@@ -679,6 +701,18 @@ pub fn reference_step(
     n: usize,
 ) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
     family(spec.kind).reference_step(spec, weights, x, dy, n)
+}
+
+/// How far an implementation's gradients of one layer of `spec` may honestly differ from
+/// [`reference_step`]'s beyond rounding (ReLU's kink), element by element; None: not at all.
+pub fn reference_slack(
+    spec: &OpSpec,
+    weights: &[Vec<f64>],
+    x: &[f64],
+    dy: &[f64],
+    n: usize,
+) -> Option<(Vec<f64>, Vec<Vec<f64>>)> {
+    family(spec.kind).reference_slack(spec, weights, x, dy, n)
 }
 
 /// Activations one layer of `spec`'s backward keeps from its forward, per pixel of an image.

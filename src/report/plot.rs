@@ -544,11 +544,16 @@ fn latency_vs_kernel(area: &Area, recs: &[&Record], map: FeatureMap) -> Draw {
 /// The records a figure shows: one implementation, dtype, batch and thread count (the first
 /// such combination, native preferred), so every point is comparable.
 fn selection(result: &RunResult) -> Vec<&Record> {
-    let pick = result
-        .records
-        .iter()
-        .find(|r| r.implementation == crate::ops::Implementation::Native)
-        .or(result.records.first());
+    use crate::ops::{Implementation, Pass};
+    // The forward first (the paper's figures are of forwards), then a training step.
+    let pick = [
+        |r: &&Record| r.implementation == Implementation::Native && r.pass == Pass::Infer,
+        |r: &&Record| r.pass == Pass::Infer,
+        |r: &&Record| r.implementation == Implementation::Native,
+    ]
+    .iter()
+    .find_map(|want| result.records.iter().find(want))
+    .or(result.records.first());
     let Some(p) = pick else { return Vec::new() };
     result
         .records
@@ -559,6 +564,7 @@ fn selection(result: &RunResult) -> Vec<&Record> {
                 && r.batch == p.batch
                 && r.threads == p.threads
                 && r.device == p.device
+                && r.pass == p.pass
         })
         .collect()
 }
@@ -587,7 +593,7 @@ pub fn render_svg(result: &RunResult) -> Result<String> {
     // At most 1400 px wide, so the figure is read at its own size on a laptop screen.
     let (width, height) = ((480 * cols.max(2)).min(1400), 1300);
     let title = format!(
-        "pconv-bench {}: {} ({}), {} {}, batch {}, {} thread{}, {} layers",
+        "pconv-bench {}: {} ({}), {} {}, batch {}, {} thread{}, {} layers{}",
         result.config.name,
         result.device.kind,
         result.device.name,
@@ -596,7 +602,12 @@ pub fn render_svg(result: &RunResult) -> Result<String> {
         first.batch,
         first.threads,
         if first.threads == 1 { "" } else { "s" },
-        first.layers
+        first.layers,
+        if first.pass == crate::ops::Pass::Train {
+            ", training steps"
+        } else {
+            ""
+        }
     );
     let mut svg = String::new();
     let mut tips = Vec::new();
@@ -665,13 +676,18 @@ pub fn render_roofline_svg(result: &RunResult) -> Result<String> {
     );
     let y1 = peak * 2.0;
     let title = format!(
-        "roofline: {} ({}), {} {}, {} thread{}: peak {:.0} GFLOP/s, copy bandwidth {:.1} GB/s",
+        "roofline: {} ({}), {} {}, {} thread{}{}: peak {:.0} GFLOP/s, copy bandwidth {:.1} GB/s",
         result.device.name,
         result.device.kind,
         first.implementation,
         first.dtype,
         first.threads,
         if first.threads == 1 { "" } else { "s" },
+        if first.pass == crate::ops::Pass::Train {
+            ", training steps"
+        } else {
+            ""
+        },
         peak,
         bw
     );

@@ -34,10 +34,12 @@ pub fn transposed(weight: &[f32], c: usize, cg: usize, k: usize) -> Vec<f32> {
 }
 
 /// Whether the weight gradient of a convolution with `cg` channels per group takes the
-/// per-tap correlation (else im2col + GEMM). Measured on GConv g=16, 10 layers, training
-/// steps, in 3 interleaved rounds (median of per-round ratios, GEMM rule over direct rule):
-/// cg = 6 at 96x56x56 0.97 (no difference), cg = 12 at 192x28x28 0.78, cg = 24 at
-/// 384x14x14 0.63. DWConv (cg = 1) would be a one-row GEMM.
+/// per-tap correlation (else im2col + GEMM): the forward's direct-stencil bound. Measured with
+/// a temporary switch between the two rules, `run --impl native --pass train --ops gconv
+/// --shapes 96x56x56,192x28x28,384x14x14 --measure-time 1`, 3 interleaved rounds (median of
+/// per-round ratios, GEMM over per-tap): cg = 6 0.97 (no difference), cg = 12 0.78,
+/// cg = 24 0.63; the bound 8 itself lies between measured points. DWConv (cg = 1) would be a
+/// one-row GEMM.
 pub fn wgrad_direct(cg: usize) -> bool {
     cg <= 8
 }
@@ -59,7 +61,14 @@ pub fn weight_grad(
     let hw = h * w;
     assert!(x.len() >= (n - 1) * image + c * hw && dy.len() >= (n - 1) * image + c * hw);
     if wgrad_direct(cg) {
-        kernel_path::note(kernel_path::WGRAD_DIRECT);
+        // Groups are spread over the threads: the schedule is part of the path.
+        match rayon::current_num_threads() {
+            1 => kernel_path::note(kernel_path::WGRAD_DIRECT),
+            t => kernel_path::note(&kernel_path::scheduled(
+                kernel_path::WGRAD_DIRECT,
+                &format!("par=groups:{t}"),
+            )),
+        }
         direct_weight_grad(x, dy, n, image, g, groups)
     } else {
         gemm_weight_grad(x, dy, n, image, g, groups)
@@ -188,6 +197,9 @@ pub(crate) fn gemm_abt(
     (rhs, rhs_rs): (&[f32], usize),
     par: gemm::Parallelism,
 ) {
+    if m == 0 || n == 0 {
+        return;
+    }
     assert!(dst.len() >= m * n);
     assert!(lhs.len() >= (m - 1) * lhs_rs + kdim && rhs.len() >= (n - 1) * rhs_rs + kdim);
     // SAFETY: dst is an exclusive borrow of m x n floats; lhs holds m rows and rhs n rows of
