@@ -337,3 +337,65 @@ fn outputs_that_would_overwrite_each_other_or_the_input_are_refused() {
     );
     assert_eq!(std::fs::read(&copy).unwrap(), before);
 }
+
+/// A file with forwards and training steps: the steps get rows of their own in `--by device`
+/// and stay out of its FLOPS summary (the paper's FLOPS are of forwards) and of the figures;
+/// CSV says each row's pass.
+#[test]
+fn training_steps_get_their_own_rows_and_stay_out_of_the_summary_and_figures() {
+    const BOTH: &str = "results/cpu-xeon-2c-1t-table1-train.json";
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(BOTH).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let records = v["records"].as_array_mut().unwrap();
+    let trained = records.iter().filter(|r| r["pass"] == "train").count();
+    assert!(trained > 0);
+    records.retain(|r| r["pass"] == "infer");
+    let forwards = dir.path().join("forwards.json");
+    std::fs::write(&forwards, serde_json::to_string(&v).unwrap()).unwrap();
+
+    let csv = |file: &str| {
+        let out = run(&["report", file, "--by", "device", "--format", "csv"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let (both, only) = (csv(BOTH), csv(forwards.to_str().unwrap()));
+    let steps = both
+        .lines()
+        .filter(|l| l.contains(", training step"))
+        .count();
+    assert_eq!(
+        steps,
+        trained / 2,
+        "one row per operator and shape, two implementations"
+    );
+    for row in ["FLOPS PConv / DWConv", "FLOPS PConv / GConv"] {
+        for col in ["Intel Xeon native GMAC/s", "Intel Xeon candle GMAC/s"] {
+            assert_eq!(
+                csv_cell(&both, row, col),
+                csv_cell(&only, row, col),
+                "{row} {col}"
+            );
+        }
+    }
+
+    let records_csv = stdout(&run(&["report", BOTH, "--format", "csv"]));
+    assert!(records_csv.lines().next().unwrap().ends_with(",pass"));
+    assert_eq!(
+        records_csv
+            .lines()
+            .filter(|l| l.ends_with(",train"))
+            .count(),
+        trained
+    );
+
+    let svg = dir.path().join("fig.svg");
+    let out = run(&["report", BOTH, "--plot", svg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let figure = std::fs::read_to_string(&svg).unwrap();
+    assert!(!figure.contains("training steps"), "the forwards are drawn");
+    // One tip per point drawn: the native forwards only.
+    let native_forwards = v["records"].as_array().unwrap().len() / 2;
+    let tips = &figure[figure.find("<g class=\"tips\">").expect("tips")..];
+    assert_eq!(tips.matches("<title>").count(), native_forwards);
+}
