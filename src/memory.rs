@@ -140,8 +140,8 @@ pub fn estimate(p: &Point, layers: usize, on_gpu: bool) -> Option<Estimate> {
         // makes temporaries in the backward: twice that), and makes a gradient per weight with
         // up to two more temporaries of its size (candle transposes and sums them; measured
         // peaks: docs/training.md, tests/train_memory.rs). Its f64 reference runs on the
-        // images verification compares (at most three): input, upstream gradient, output,
-        // input gradient and the intermediates the backward needs.
+        // images verification compares (`verify::train_images`): input, upstream gradient,
+        // output, input gradient and the intermediates the backward needs.
         let hw = (s.map.h * s.map.w) as u64;
         let kept = crate::ops::saved_per_pixel(s)
             .checked_mul(hw)?
@@ -156,9 +156,10 @@ pub fn estimate(p: &Point, layers: usize, on_gpu: bool) -> Option<Estimate> {
             .checked_mul(elem)?
             .checked_mul(copies * layers as u64)?
             .checked_add(weights_per_layer.checked_mul(3 * layers as u64)?)?;
+        let compared = crate::verify::train_images(p.batch).len() as u64;
         let reference = kept
             .checked_add(4 * image)?
-            .checked_mul(reference_images)?
+            .checked_mul(compared)?
             .checked_mul(8)?
             .checked_add(weights_per_layer.checked_mul(16)?)?;
         (

@@ -449,24 +449,28 @@ pub fn reference_step(
     (y, dx, vec![dwp, dw1, db1, dw2])
 }
 
-/// A pre-activation within this fraction of the largest one from ReLU's kink may sit on the
-/// other side of it in f32: the f32 GEMMs err by about 6e-7 of the largest (measured: 2.5e-6
-/// at 4.3 in PyTorch's first PWConv at 384x14x14), so four times that.
-const KINK: f64 = 4e-6;
+/// ReLU units whose pre-activation lies within this fraction of the dtype's verification
+/// tolerance (times the largest pre-activation) from the kink may land on either side of it:
+/// for f32 (tolerance 1e-4) 4e-6 of the largest, several times what f32 GEMMs err by.
+const KINK_OF_TOLERANCE: f64 = 1.0 / 25.0;
 
 /// With ReLU, how far the implementation's gradients may honestly differ from
-/// [`reference_step`]'s: a pre-activation within [`KINK`] of 0 can land on either side of the
-/// kink in f32, and each that does adds or drops its own contribution. Returns (input slack,
-/// per weight set slack): those contributions' absolute values summed, as an upper bound
-/// (the first PWConv's and the PConv's gradients and the input's; the second PWConv's change
-/// by at most the pre-activation itself, below the tolerance). None for smooth activations.
+/// [`reference_step`]'s: a unit whose pre-activation is within the kink window (see
+/// [`KINK_OF_TOLERANCE`]; `tol` is the dtype's verification tolerance) can land on either
+/// side of 0 in the implementation's precision, and each that does adds or drops its own
+/// contribution. The slack is, per element, the sum over such units of the absolute value of
+/// what their flip changes: exactly |da| at the unit's bias gradient and |da|·|t| in its row
+/// of the first PWConv's gradient; bounded through the absolute weights and input for the
+/// PConv's weight gradient and the input gradient. The second PWConv's gradient changes by at
+/// most the pre-activation itself (below the tolerance). None for smooth activations or when
+/// no unit is in the window.
 pub fn reference_slack(
     spec: &OpSpec,
     w: &[Vec<f64>],
-    x: &[f64],
-    dy: &[f64],
+    (x, dy): (&[f64], &[f64]),
     n: usize,
-) -> Option<(Vec<f64>, Vec<Vec<f64>>)> {
+    tol: f64,
+) -> Option<crate::ops::Slack> {
     if act(spec) != Act::Relu {
         return None;
     }
@@ -476,9 +480,10 @@ pub fn reference_slack(
     let part = pconv_part(spec);
     let t = crate::ops::reference::reference_forward(&part, w.pconv, x, n);
     let abs = |v: &[f64]| v.iter().map(|a| a.abs()).collect::<Vec<f64>>();
-    let (w1, w2) = (abs(w.fc1.weight), abs(w.fc2));
+    let w1 = abs(w.fc1.weight);
     let mut dt = vec![0.0; t.len()];
     let (mut dw1, mut db1) = (vec![0.0; hidden * c], vec![0.0; hidden]);
+    let mut units = 0;
     for b in 0..n {
         let tb = &t[b * c * hw..][..c * hw];
         let dyb = &dy[b * c * hw..][..c * hw];
@@ -494,16 +499,18 @@ pub fn reference_slack(
                 .iter_mut()
                 .for_each(|v| *v += w.fc1.bias[o]);
         }
-        let kink = KINK * h.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let kink = tol * KINK_OF_TOLERANCE * h.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (o, row) in h.chunks(hw).enumerate() {
             for (p, &v) in row.iter().enumerate() {
                 if v.abs() >= kink {
                     continue;
                 }
-                // |da| at this unit: what flipping its derivative adds or drops.
+                units += 1;
+                // The unit's gradient before ReLU's derivative: what flipping it adds or drops.
                 let da: f64 = (0..c)
-                    .map(|q| w2[q * hidden + o] * dyb[q * hw + p].abs())
-                    .sum();
+                    .map(|q| w.fc2[q * hidden + o] * dyb[q * hw + p])
+                    .sum::<f64>()
+                    .abs();
                 db1[o] += da;
                 for i in 0..c {
                     dw1[o * c + i] += da * tb[i * hw + p].abs();
@@ -512,9 +519,16 @@ pub fn reference_slack(
             }
         }
     }
+    if units == 0 {
+        return None;
+    }
     let (dx, dwp) = crate::ops::train::reference_single(&part, &abs(w.pconv), &abs(x), &dt, n);
     let dw2 = vec![0.0; c * hidden];
-    Some((dx, vec![dwp, dw1, db1, dw2]))
+    Some(crate::ops::Slack {
+        units,
+        input: dx,
+        weights: vec![dwp, dw1, db1, dw2],
+    })
 }
 
 /// `layers` blocks' training step: candle's autograd, or the native kernels.
@@ -754,10 +768,11 @@ mod tests {
     }
 
     /// A unit exactly at ReLU's kink: its derivative is 0 in the reference (ReLU'(0) = 0), 1
-    /// an ulp above; the slack covers that difference, element by element, and is absent for
-    /// a smooth activation.
+    /// an ulp above; the slack covers that difference element by element, sits only where
+    /// that unit reaches (its row of the first PWConv's gradient, its bias), and is absent
+    /// when no unit is near the kink or the activation is smooth.
     #[test]
-    fn the_relu_slack_covers_a_unit_flipped_at_the_kink() {
+    fn the_relu_slack_covers_a_unit_flipped_at_the_kink_and_only_there() {
         let spec = OpSpec {
             kind: OpKind::FasterNetBlock,
             kernel: 3,
@@ -775,14 +790,12 @@ mod tests {
             .iter()
             .map(|w| w.data.iter().map(|&v| f64::from(v)).collect())
             .collect();
-        let x: Vec<f64> = crate::ops::uniform(200, 1.0, &mut rng)
-            .iter()
-            .map(|&v| f64::from(v))
-            .collect();
-        let dy: Vec<f64> = crate::ops::uniform(200, 1.0, &mut rng)
-            .iter()
-            .map(|&v| f64::from(v))
-            .collect();
+        let wide = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
+        let x = wide(crate::ops::uniform(200, 1.0, &mut rng));
+        let dy = wide(crate::ops::uniform(200, 1.0, &mut rng));
+        let tol = 1e-4;
+        // These weights and inputs put no unit near the kink: nothing to allow.
+        assert!(reference_slack(&spec, &sets, (&x, &dy), 1, tol).is_none());
         // Put hidden unit (o = 3, p = 12) exactly at 0 by moving its bias.
         let (o, p, hw) = (3, 12, 25);
         let t = crate::ops::reference::reference_forward(&pconv_part(&spec), &sets[0], &x, 1);
@@ -793,7 +806,8 @@ mod tests {
         above[2][o] += 1e-12;
         let (_, dx0, dw0) = reference_step(&spec, &at, &x, &dy, 1);
         let (_, dx1, dw1) = reference_step(&spec, &above, &x, &dy, 1);
-        let (sx, sw) = reference_slack(&spec, &at, &x, &dy, 1).unwrap();
+        let slack = reference_slack(&spec, &at, (&x, &dy), 1, tol).unwrap();
+        assert_eq!(slack.units, 1);
         let covered = |a: &[f64], b: &[f64], s: &[f64]| {
             a.iter()
                 .zip(b)
@@ -804,17 +818,38 @@ mod tests {
             dx0.iter().zip(&dx1).any(|(a, b)| (a - b).abs() > 1e-3),
             "the flip matters"
         );
-        assert!(covered(&dx0, &dx1, &sx));
+        assert!(covered(&dx0, &dx1, &slack.input));
         for i in 0..WEIGHT_SETS {
-            assert!(covered(&dw0[i], &dw1[i], &sw[i]), "weight set {i}");
+            assert!(
+                covered(&dw0[i], &dw1[i], &slack.weights[i]),
+                "weight set {i}"
+            );
         }
-        // Without a unit at the kink there is (almost) nothing to allow; GELU has no kink.
-        assert!(sx.iter().any(|&v| v > 0.0));
+        // Only the unit's own row and bias, exactly what its flip changes there.
+        let [_, sw1, sb1, sw2] = [0, 1, 2, 3].map(|i| &slack.weights[i]);
+        for (r, row) in sw1.chunks(8).enumerate() {
+            assert_eq!(row.iter().any(|&v| v > 0.0), r == o, "row {r}");
+        }
+        assert!(sb1.iter().enumerate().all(|(r, &v)| (v > 0.0) == (r == o)));
+        assert!((sb1[o] - (dw0[2][o] - dw1[2][o]).abs()).abs() < 1e-9);
+        assert!(sw2.iter().all(|&v| v == 0.0));
+        // The input gradient's slack stays within the PConv's reach of pixel p (the 3x3
+        // around it, on the partial channels; the pixel itself on the others).
+        for (i, &v) in slack.input.iter().enumerate() {
+            let (ch, q) = (i / hw, i % hw);
+            let (dy_, dx_) = ((q / 5) as i64 - 2, (q % 5) as i64 - 2);
+            let near = if ch < 2 {
+                dy_.abs() <= 1 && dx_.abs() <= 1
+            } else {
+                q == p
+            };
+            assert!(near || v == 0.0, "slack at channel {ch}, pixel {q}");
+        }
         let smooth = OpSpec {
             act: Some(Act::Gelu),
             ..spec
         };
-        assert!(reference_slack(&smooth, &at, &x, &dy, 1).is_none());
+        assert!(reference_slack(&smooth, &at, (&x, &dy), 1, tol).is_none());
     }
 
     #[test]

@@ -442,15 +442,15 @@ trait Family: Sync {
         train::reference_parts(spec, weights, x, dy, n)
     }
     /// How far an implementation's gradients may honestly differ from `reference_step`'s
-    /// beyond rounding, element by element (input, each weight set); None: not at all.
+    /// beyond rounding at tolerance `tol` (ReLU's kink); None: not at all.
     fn reference_slack(
         &self,
         _spec: &OpSpec,
         _weights: &[Vec<f64>],
-        _x: &[f64],
-        _dy: &[f64],
+        _x_dy: (&[f64], &[f64]),
         _n: usize,
-    ) -> Option<(Vec<f64>, Vec<Vec<f64>>)> {
+        _tol: f64,
+    ) -> Option<Slack> {
         None
     }
     /// Activations one layer's backward needs kept from its forward, per pixel of one image:
@@ -630,11 +630,11 @@ family_in_module! {
         &self,
         spec: &OpSpec,
         weights: &[Vec<f64>],
-        x: &[f64],
-        dy: &[f64],
+        x_dy: (&[f64], &[f64]),
         n: usize,
-    ) -> Option<(Vec<f64>, Vec<Vec<f64>>)> {
-        block::reference_slack(spec, weights, x, dy, n)
+        tol: f64,
+    ) -> Option<Slack> {
+        block::reference_slack(spec, weights, x_dy, n, tol)
     }
     fn saved_per_pixel(&self, spec: &OpSpec) -> u64 {
         block::saved_per_pixel(spec)
@@ -703,16 +703,28 @@ pub fn reference_step(
     family(spec.kind).reference_step(spec, weights, x, dy, n)
 }
 
+/// What an implementation's training-step gradients may honestly differ from the f64
+/// reference's by, beyond rounding, element by element.
+#[derive(Debug, Clone)]
+pub struct Slack {
+    /// ReLU units within rounding of the kink, whose derivative may go either way.
+    pub units: usize,
+    /// Per element of the input gradient.
+    pub input: Vec<f64>,
+    /// Per element of each weight set's gradient.
+    pub weights: Vec<Vec<f64>>,
+}
+
 /// How far an implementation's gradients of one layer of `spec` may honestly differ from
-/// [`reference_step`]'s beyond rounding (ReLU's kink), element by element; None: not at all.
+/// [`reference_step`]'s beyond rounding at tolerance `tol` (ReLU's kink); None: not at all.
 pub fn reference_slack(
     spec: &OpSpec,
     weights: &[Vec<f64>],
-    x: &[f64],
-    dy: &[f64],
+    x_dy: (&[f64], &[f64]),
     n: usize,
-) -> Option<(Vec<f64>, Vec<Vec<f64>>)> {
-    family(spec.kind).reference_slack(spec, weights, x, dy, n)
+    tol: f64,
+) -> Option<Slack> {
+    family(spec.kind).reference_slack(spec, weights, x_dy, n, tol)
 }
 
 /// Activations one layer of `spec`'s backward keeps from its forward, per pixel of an image.

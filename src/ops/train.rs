@@ -578,6 +578,81 @@ mod tests {
         }
     }
 
+    /// The blocks' f64 gradients against central differences of their f64 forwards, along
+    /// random directions (of the input and of each weight set): smooth activations, so the
+    /// differences are exact to O(eps²).
+    #[test]
+    fn block_and_c2f_references_match_directional_finite_differences() {
+        let block = OpSpec {
+            kind: OpKind::FasterNetBlock,
+            expansion: Some(2),
+            act: Some(Act::Gelu),
+            ..spec(OpKind::PConv, "8x6x7", 3, None, Some(4))
+        };
+        let c2f = |kind, map: &str, n| {
+            let faster = kind == OpKind::C2fFaster;
+            OpSpec {
+                kind,
+                n_div: faster.then_some(4),
+                forward: faster.then_some(PConvForward::SplitCat),
+                expansion: faster.then_some(2),
+                act: faster.then_some(Act::Silu),
+                bottlenecks: Some(n),
+                ..OpSpec::plain(kind, 3, map.parse().unwrap())
+            }
+        };
+        for s in [
+            block,
+            c2f(OpKind::C2f, "8x6x5", 2),
+            c2f(OpKind::C2fFaster, "16x5x6", 1),
+        ] {
+            let n = 2;
+            let ws: Vec<Vec<f64>> = ops::random_weights(&s, 1, 5)
+                .iter()
+                .map(|w| wide(&w.data))
+                .collect();
+            let mut rng = ops::seeded_rng(6);
+            let len = n * s.map.elements();
+            let x = wide(&ops::uniform(len, 1.0, &mut rng));
+            let g = wide(&ops::uniform(len, 1.0, &mut rng));
+            let loss = |x: &[f64], ws: &[Vec<f64>]| -> f64 {
+                ops::reference_layer(&s, ws, x, n)
+                    .iter()
+                    .zip(&g)
+                    .map(|(a, b)| a * b)
+                    .sum()
+            };
+            let (_, dx, dws) = ops::reference_step(&s, &ws, &x, &g, n);
+            let eps = 1e-4;
+            let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f64>();
+            let close = |what: &str, fd: f64, analytic: f64| {
+                assert!(
+                    (fd - analytic).abs() <= 1e-6 * (1.0 + analytic.abs()),
+                    "{} {what}: finite difference {fd} vs analytic {analytic}",
+                    s.kind
+                );
+            };
+            let v = wide(&ops::uniform(len, 1.0, &mut rng));
+            let shifted = |sign: f64| -> Vec<f64> {
+                x.iter().zip(&v).map(|(a, d)| a + sign * eps * d).collect()
+            };
+            let fd = (loss(&shifted(1.0), &ws) - loss(&shifted(-1.0), &ws)) / (2.0 * eps);
+            close("input", fd, dot(&dx, &v));
+            for (i, dw) in dws.iter().enumerate() {
+                let v = wide(&ops::uniform(ws[i].len(), 1.0, &mut rng));
+                let at = |sign: f64| {
+                    let mut w = ws.clone();
+                    w[i].iter_mut()
+                        .zip(&v)
+                        .for_each(|(a, d)| *a += sign * eps * d);
+                    w
+                };
+                let fd = (loss(&x, &at(1.0)) - loss(&x, &at(-1.0))) / (2.0 * eps);
+                close(&format!("weight set {i}"), fd, dot(dw, &v));
+            }
+        }
+    }
+
     #[test]
     fn c2f_blocks_train_like_their_reference() {
         for (kind, map, k, n) in [

@@ -134,7 +134,8 @@ impl Act {
         }
     }
 
-    /// The derivative at `v` (ReLU's is taken as 0 at 0, as PyTorch and candle take it).
+    /// The derivative at `v` (ReLU's is taken as 0 at 0, as PyTorch takes it; candle takes
+    /// 1: verification allows for either at the kink).
     pub fn grad(self, v: f32) -> f32 {
         match self {
             Act::Relu => f32::from(u8::from(v > 0.0)),
