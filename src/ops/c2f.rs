@@ -721,13 +721,14 @@ pub fn reference_step(
 /// A `c2f` bottleneck's training on the native kernels: its two convs (each with its bias
 /// and SiLU), or a FasterNet block.
 enum BottleneckTrain {
+    // Boxed: with `--features cuda` a native layer carries its GPU buffers' handles.
     Conv {
-        a: crate::ops::train::NativePart,
+        a: Box<crate::ops::train::NativePart>,
         ba: Vec<f32>,
-        b: crate::ops::train::NativePart,
+        b: Box<crate::ops::train::NativePart>,
         bb: Vec<f32>,
     },
-    Faster(block::NativeBlockTrain),
+    Faster(Box<block::NativeBlockTrain>),
 }
 
 /// What a bottleneck's forward keeps for its backward (its input is a slice of the concat
@@ -830,16 +831,15 @@ impl NativeC2fTrain {
         let m =
             w.m.iter()
                 .map(|s| match spec.kind {
-                    OpKind::C2fFaster => BottleneckTrain::Faster(block::NativeBlockTrain::new(
-                        &inner,
-                        BlockWeights::of(s),
+                    OpKind::C2fFaster => BottleneckTrain::Faster(Box::new(
+                        block::NativeBlockTrain::new(&inner, BlockWeights::of(s)),
                     )),
                     _ => {
                         let [a, b] = conv_pair(s);
                         BottleneckTrain::Conv {
-                            a: crate::ops::train::NativePart::new(&inner, a.weight),
+                            a: Box::new(crate::ops::train::NativePart::new(&inner, a.weight)),
                             ba: a.bias.data.clone(),
-                            b: crate::ops::train::NativePart::new(&inner, b.weight),
+                            b: Box::new(crate::ops::train::NativePart::new(&inner, b.weight)),
                             bb: b.bias.data.clone(),
                         }
                     }
