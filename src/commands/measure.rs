@@ -239,10 +239,7 @@ fn preflight(job: &Job) -> Result<Resolved> {
                 && p.pass == crate::ops::Pass::Train
         });
         if native_train {
-            return Err(Error::Unsupported(format!(
-                "implementation native has backward kernels on cpu only: with --pass train use --impl candle on {}",
-                suite.device
-            )));
+            return Err(crate::ops::train::native_on_cuda(&suite.device.to_string()));
         }
     } else if suite.tf32 {
         return Err(Error::Invalid(format!(

@@ -189,18 +189,8 @@ pub fn reference_named(spec: &OpSpec, w: BlockWeights<&Vec<f64>>, x: &[f64], n: 
     let mut out = x.to_vec();
     for b in 0..n {
         let tb = &t[b * c * hw..][..c * hw];
-        let mut h = vec![0.0; hidden * hw];
-        for o in 0..hidden {
-            for i in 0..c {
-                let wv = w.fc1.weight[o * c + i];
-                for p in 0..hw {
-                    h[o * hw + p] += wv * tb[i * hw + p];
-                }
-            }
-            for v in &mut h[o * hw..][..hw] {
-                *v = a.apply_f64(*v + w.fc1.bias[o]);
-            }
-        }
+        let mut h = reference_hidden(w.fc1, tb, hidden, hw);
+        h.iter_mut().for_each(|v| *v = a.apply_f64(*v));
         let ob = &mut out[b * c * hw..][..c * hw];
         for o in 0..c {
             for i in 0..hidden {
@@ -371,6 +361,22 @@ pub fn saved_per_pixel(spec: &OpSpec) -> u64 {
     pconv_part(spec).conv_channels() as u64 + c + 2 * hidden
 }
 
+/// f64 W1·t + b1, the first PWConv's pre-activation on one image of `hw` pixels.
+fn reference_hidden(fc1: ConvBias<&Vec<f64>>, t: &[f64], hidden: usize, hw: usize) -> Vec<f64> {
+    let c = t.len() / hw;
+    let mut h = vec![0.0; hidden * hw];
+    for (o, plane) in h.chunks_mut(hw).enumerate() {
+        for i in 0..c {
+            let wv = fc1.weight[o * c + i];
+            for (v, x) in plane.iter_mut().zip(&t[i * hw..][..hw]) {
+                *v += wv * x;
+            }
+        }
+        plane.iter_mut().for_each(|v| *v += fc1.bias[o]);
+    }
+    h
+}
+
 /// The f64 reference of one block's training step for the loss sum(y ⊙ dy): (output, d input,
 /// d weight sets in the order of `random_weights`).
 pub fn reference_step(
@@ -396,18 +402,7 @@ pub fn reference_step(
     for b in 0..n {
         let tb = &t[b * c * hw..][..c * hw];
         let dyb = &dy[b * c * hw..][..c * hw];
-        let mut h = vec![0.0; hidden * hw];
-        for o in 0..hidden {
-            for i in 0..c {
-                let wv = w.fc1.weight[o * c + i];
-                for p in 0..hw {
-                    h[o * hw + p] += wv * tb[i * hw + p];
-                }
-            }
-            h[o * hw..][..hw]
-                .iter_mut()
-                .for_each(|v| *v += w.fc1.bias[o]);
-        }
+        let h = reference_hidden(w.fc1, tb, hidden, hw);
         let a: Vec<f64> = h.iter().map(|&v| a_fn.apply_f64(v)).collect();
         let yb = &mut y[b * c * hw..][..c * hw];
         let mut da = vec![0.0; hidden * hw];
@@ -487,18 +482,7 @@ pub fn reference_slack(
     for b in 0..n {
         let tb = &t[b * c * hw..][..c * hw];
         let dyb = &dy[b * c * hw..][..c * hw];
-        let mut h = vec![0.0; hidden * hw];
-        for o in 0..hidden {
-            for i in 0..c {
-                let wv = w.fc1.weight[o * c + i];
-                for p in 0..hw {
-                    h[o * hw + p] += wv * tb[i * hw + p];
-                }
-            }
-            h[o * hw..][..hw]
-                .iter_mut()
-                .for_each(|v| *v += w.fc1.bias[o]);
-        }
+        let h = reference_hidden(w.fc1, tb, hidden, hw);
         let kink = tol * KINK_OF_TOLERANCE * h.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (o, row) in h.chunks(hw).enumerate() {
             for (p, &v) in row.iter().enumerate() {
@@ -541,11 +525,6 @@ pub fn build_train(
     let forward = build_copies(spec, on.implementation);
     match on.implementation {
         Implementation::Native => {
-            if on.device.is_cuda() {
-                return Err(Error::Unsupported(
-                    "implementation native has backward kernels on cpu only: with --pass train use --impl candle on cuda".into(),
-                ));
-            }
             let blocks = weights
                 .chunks(WEIGHT_SETS)
                 .map(|w| NativeBlockTrain::new(spec, BlockWeights::of(w)))

@@ -1034,11 +1034,6 @@ pub fn build_train(
     let forward = copies(spec, on.implementation);
     match on.implementation {
         Implementation::Native => {
-            if on.device.is_cuda() {
-                return Err(Error::Unsupported(
-                    "implementation native has backward kernels on cpu only: with --pass train use --impl candle on cuda".into(),
-                ));
-            }
             let layers = weights
                 .chunks(weight_sets(spec))
                 .map(|w| NativeC2fTrain::new(spec, w))

@@ -751,6 +751,9 @@ pub fn build_train(
             spec.variant()
         )));
     }
+    if implementation == Implementation::Native && device.is_cuda() {
+        return Err(train::native_on_cuda("cuda"));
+    }
     let on = Target {
         implementation,
         device,

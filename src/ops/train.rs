@@ -42,6 +42,13 @@ pub trait TrainStep: Send + Sync {
     fn copies(&self) -> &Copies;
 }
 
+/// The refusal of native training on a CUDA device (`device`: its label).
+pub fn native_on_cuda(device: &str) -> Error {
+    Error::Unsupported(format!(
+        "implementation native has backward kernels on cpu only: with --pass train use --impl candle on {device}"
+    ))
+}
+
 /// The training step of a single operator or composite (its parts in a row per layer).
 pub(super) fn build_parts(
     spec: &OpSpec,
@@ -52,11 +59,6 @@ pub(super) fn build_parts(
     let forward_copies = parts_copies(spec, on.implementation);
     match on.implementation {
         Implementation::Native => {
-            if on.device.is_cuda() {
-                return Err(Error::Unsupported(
-                    "implementation native has backward kernels on cpu only: with --pass train use --impl candle on cuda".into(),
-                ));
-            }
             let layers = weights
                 .iter()
                 .zip(parts.iter().cycle())
