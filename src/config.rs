@@ -113,7 +113,7 @@ pub struct Suite {
     pub warmup_time_s: f64,
     pub measure_time_s: f64,
     /// Stop sampling a point once the 95 % interval of its median is within this fraction of
-    /// it (at least 10 samples; measure_time_s stays the cap). None: sample the whole time.
+    /// it (at least 20 samples; measure_time_s stays the cap). None: sample the whole time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<f64>,
     /// Seed of weights and inputs.
@@ -491,7 +491,7 @@ pub struct Overrides {
     #[arg(long = "measure-time", value_parser = crate::cli::seconds, value_name = "SECONDS")]
     pub measure_time_s: Option<f64>,
     /// Stop sampling a point once the 95 % interval of its median is within this much of
-    /// it, e.g. 1% (at least 10 samples; --measure-time stays the cap); off samples the whole
+    /// it, e.g. 1% (at least 20 samples; --measure-time stays the cap); off samples the whole
     /// --measure-time. Recorded.
     #[arg(long, value_parser = crate::cli::precision, value_name = "PCT|off")]
     pub precision: Option<f64>,

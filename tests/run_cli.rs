@@ -288,12 +288,6 @@ fn a_precision_target_is_recorded_and_stops_sampling() {
             .map(|x| x.as_f64().unwrap())
             .sum();
         assert!(s["samples"].as_u64().unwrap() >= 20, "{s}");
-        let (lo, med, hi) = (
-            s["ci95_lo_ms"].as_f64().unwrap(),
-            s["median_ms"].as_f64().unwrap(),
-            s["ci95_hi_ms"].as_f64().unwrap(),
-        );
-        assert!(lo <= med && med <= hi, "{s}");
         if sampled < 4000.0 && s["ci95_rel"].as_f64().unwrap() <= 0.5 {
             stopped += 1;
         }

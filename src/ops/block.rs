@@ -444,15 +444,10 @@ pub fn reference_step(
     (y, dx, vec![dwp, dw1, db1, dw2])
 }
 
-/// ReLU units whose pre-activation lies within this fraction of the dtype's verification
-/// tolerance (times the largest pre-activation) from the kink may land on either side of it:
-/// for f32 (tolerance 1e-4) 4e-6 of the largest, several times what f32 GEMMs err by.
-const KINK_OF_TOLERANCE: f64 = 1.0 / 25.0;
-
 /// With ReLU, how far the implementation's gradients may honestly differ from
-/// [`reference_step`]'s: a unit whose pre-activation is within the kink window (see
-/// [`KINK_OF_TOLERANCE`]; `tol` is the dtype's verification tolerance) can land on either
-/// side of 0 in the implementation's precision, and each that does adds or drops its own
+/// [`reference_step`]'s: a unit whose pre-activation is within `kink` times the largest one of
+/// 0 (the caller sizes the window to the arithmetic's rounding) can land on either side of the
+/// kink in the implementation's precision, and each that does adds or drops its own
 /// contribution. The slack is, per element, the sum over such units of the absolute value of
 /// what their flip changes: exactly |da| at the unit's bias gradient and |da|·|t| in its row
 /// of the first PWConv's gradient; bounded through the absolute weights and input for the
@@ -464,7 +459,7 @@ pub fn reference_slack(
     w: &[Vec<f64>],
     (x, dy): (&[f64], &[f64]),
     n: usize,
-    tol: f64,
+    kink: f64,
 ) -> Option<crate::ops::Slack> {
     if act(spec) != Act::Relu {
         return None;
@@ -483,7 +478,7 @@ pub fn reference_slack(
         let tb = &t[b * c * hw..][..c * hw];
         let dyb = &dy[b * c * hw..][..c * hw];
         let h = reference_hidden(w.fc1, tb, hidden, hw);
-        let kink = tol * KINK_OF_TOLERANCE * h.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let kink = kink * h.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (o, row) in h.chunks(hw).enumerate() {
             for (p, &v) in row.iter().enumerate() {
                 if v.abs() >= kink {
@@ -772,9 +767,9 @@ mod tests {
         let wide = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<f64>>();
         let x = wide(crate::ops::uniform(200, 1.0, &mut rng));
         let dy = wide(crate::ops::uniform(200, 1.0, &mut rng));
-        let tol = 1e-4;
+        let kink = 4e-6;
         // These weights and inputs put no unit near the kink: nothing to allow.
-        assert!(reference_slack(&spec, &sets, (&x, &dy), 1, tol).is_none());
+        assert!(reference_slack(&spec, &sets, (&x, &dy), 1, kink).is_none());
         // Put hidden unit (o = 3, p = 12) exactly at 0 by moving its bias.
         let (o, p, hw) = (3, 12, 25);
         let t = crate::ops::reference::reference_forward(&pconv_part(&spec), &sets[0], &x, 1);
@@ -785,7 +780,7 @@ mod tests {
         above[2][o] += 1e-12;
         let (_, dx0, dw0) = reference_step(&spec, &at, &x, &dy, 1);
         let (_, dx1, dw1) = reference_step(&spec, &above, &x, &dy, 1);
-        let slack = reference_slack(&spec, &at, (&x, &dy), 1, tol).unwrap();
+        let slack = reference_slack(&spec, &at, (&x, &dy), 1, kink).unwrap();
         assert_eq!(slack.units, 1);
         let covered = |a: &[f64], b: &[f64], s: &[f64]| {
             a.iter()
@@ -828,7 +823,7 @@ mod tests {
             act: Some(Act::Gelu),
             ..spec
         };
-        assert!(reference_slack(&smooth, &at, (&x, &dy), 1, tol).is_none());
+        assert!(reference_slack(&smooth, &at, (&x, &dy), 1, kink).is_none());
     }
 
     #[test]

@@ -442,14 +442,15 @@ trait Family: Sync {
         train::reference_parts(spec, weights, x, dy, n)
     }
     /// How far an implementation's gradients may honestly differ from `reference_step`'s
-    /// beyond rounding at tolerance `tol` (ReLU's kink); None: not at all.
+    /// beyond rounding: ReLU units within `kink` (a fraction of the largest pre-activation) of
+    /// their kink may flip; None: not at all.
     fn reference_slack(
         &self,
         _spec: &OpSpec,
         _weights: &[Vec<f64>],
         _x_dy: (&[f64], &[f64]),
         _n: usize,
-        _tol: f64,
+        _kink: f64,
     ) -> Option<Slack> {
         None
     }
@@ -632,9 +633,9 @@ family_in_module! {
         weights: &[Vec<f64>],
         x_dy: (&[f64], &[f64]),
         n: usize,
-        tol: f64,
+        kink: f64,
     ) -> Option<Slack> {
-        block::reference_slack(spec, weights, x_dy, n, tol)
+        block::reference_slack(spec, weights, x_dy, n, kink)
     }
     fn saved_per_pixel(&self, spec: &OpSpec) -> u64 {
         block::saved_per_pixel(spec)
@@ -716,15 +717,16 @@ pub struct Slack {
 }
 
 /// How far an implementation's gradients of one layer of `spec` may honestly differ from
-/// [`reference_step`]'s beyond rounding at tolerance `tol` (ReLU's kink); None: not at all.
+/// [`reference_step`]'s beyond rounding: ReLU units within `kink` (a fraction of the largest
+/// pre-activation) of their kink may flip; None: not at all.
 pub fn reference_slack(
     spec: &OpSpec,
     weights: &[Vec<f64>],
     x_dy: (&[f64], &[f64]),
     n: usize,
-    tol: f64,
+    kink: f64,
 ) -> Option<Slack> {
-    family(spec.kind).reference_slack(spec, weights, x_dy, n, tol)
+    family(spec.kind).reference_slack(spec, weights, x_dy, n, kink)
 }
 
 /// Activations one layer of `spec`'s backward keeps from its forward, per pixel of an image.
