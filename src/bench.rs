@@ -341,12 +341,13 @@ mod tests {
         );
     }
 
-    /// The schedule is part of the path: Conv 768x7x7 on 2 threads splits one image into
-    /// row bands but gives each of two images a whole band, so a verification at batch 2
-    /// would not have run the timed schedule of batch 1, and the labels say so.
+    /// The schedule is part of the path: Conv 770x7x7 (channels no register-blocked tile
+    /// divides, so im2col + GEMM) on 2 threads splits one image into row bands but gives
+    /// each of two images a whole band, so a verification at batch 2 would not have run the
+    /// timed schedule of batch 1, and the labels say so.
     #[test]
     fn the_kernel_path_names_the_schedule_that_depends_on_batch_and_threads() {
-        let spec = OpSpec::plain(OpKind::Conv, 3, "768x7x7".parse().unwrap());
+        let spec = OpSpec::plain(OpKind::Conv, 3, "770x7x7".parse().unwrap());
         let weights = ops::random_weights(&spec, 1, 3);
         let stack = ops::build(
             &spec,
@@ -358,8 +359,8 @@ mod tests {
         .unwrap();
         let path_at = |n: usize, threads: usize| {
             let x = ops::tensor_from(
-                vec![0.5; n * 768 * 49],
-                &[n, 768, 7, 7],
+                vec![0.5; n * 770 * 49],
+                &[n, 770, 7, 7],
                 &Device::Cpu,
                 Dtype::F32,
             )
@@ -433,7 +434,7 @@ mod tests {
             inject_nan_into: None,
         };
         let point = Point {
-            spec: OpSpec::plain(OpKind::Conv, 3, "768x7x7".parse().unwrap()),
+            spec: OpSpec::plain(OpKind::Conv, 3, "770x7x7".parse().unwrap()),
             implementation: Implementation::Native,
             dtype: Dtype::F32,
             batch: 1,
@@ -445,6 +446,6 @@ mod tests {
         let r = &out.records[0];
         assert!(r.kernel_path.contains("rows="), "{}", r.kernel_path);
         assert_eq!(r.verification.kernel_path, r.kernel_path);
-        assert!(r.verification.input.starts_with("1x768x7x7"));
+        assert!(r.verification.input.starts_with("1x770x7x7"));
     }
 }

@@ -39,8 +39,13 @@ fn extra_activations(p: &Point) -> u64 {
     }
 }
 
-/// Bytes of the im2col workspaces for `batch` images and `layers` layers: per-thread bands
-/// for the native CPU kernels (shared by the layers); on CUDA one column matrix of the whole
+/// Floats of one worker's scratch in the register-blocked kernels beyond 6 padded planes
+/// (a Channels super-block's partial sums: at most 32 tiles of 14 x 32).
+const NATIVE_BLOCKED_SCRATCH_FLOATS: u64 = 1 << 14;
+
+/// Bytes of the convolution workspaces for `batch` images and `layers` layers: for the
+/// native CPU kernels per-thread im2col bands, or the register-blocked kernels' padded image
+/// and per-worker scratch, whichever is larger (shared by the layers); on CUDA one column matrix of the whole
 /// batch and every channel of the conv per layer (each native layer keeps its own, reused
 /// across forwards; none where the direct kernel runs); for candle the column matrix of one
 /// group, live one layer at a time.
@@ -56,9 +61,21 @@ fn im2col_bytes(p: &Point, batch: u64, layers: u64, on_gpu: bool) -> Option<u64>
     let plane = (h as u64).checked_mul(w as u64)?.checked_mul(k * k)?;
     let group_image = plane.checked_mul(cg as u64)?;
     let floats = match (p.implementation, on_gpu) {
-        (Implementation::Native, false) => NATIVE_BAND_FLOATS
-            .checked_mul(p.threads as u64)?
-            .min(group_image.checked_mul(batch)?),
+        (Implementation::Native, false) => {
+            let threads = p.threads as u64;
+            let bands = NATIVE_BAND_FLOATS
+                .checked_mul(threads)?
+                .min(group_image.checked_mul(batch)?);
+            let padded_plane = (h as u64 + k - 1).checked_mul(w as u64 + k - 1)?;
+            let scratch = padded_plane
+                .checked_mul(6)?
+                .max(NATIVE_BLOCKED_SCRATCH_FLOATS)
+                .checked_mul(threads)?;
+            let blocked = padded_plane
+                .checked_mul(channels as u64)?
+                .checked_add(scratch)?;
+            bands.max(blocked)
+        }
         (Implementation::Native, true) if crate::ops::native::uses_direct(cg, h * w) => 0,
         (Implementation::Native, true) => plane
             .checked_mul(channels as u64)?

@@ -171,7 +171,8 @@ pub struct Record {
     #[serde(default)]
     pub pass: Pass,
     pub cost: CostRecord,
-    /// The kernels the timed runs took (`direct`, `im2col_gemm`, `gemm`, `candle`; several
+    /// The kernels the timed runs took (`blocked_oc`, `blocked_px`, `direct`, `im2col_gemm`,
+    /// `gemm`, `candle`; several
     /// joined with `+` in first-use order). Always equal to `verification.kernel_path`.
     #[serde(default)]
     pub kernel_path: String,

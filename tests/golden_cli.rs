@@ -36,12 +36,25 @@ fn fresh(args: &[&str]) -> Value {
     read_json(&j)
 }
 
+/// Whether kernel paths can match the golden files, which were made on AVX-512: elsewhere
+/// the dispatcher has no register-blocked kernels and picks others (same results, other
+/// paths).
+fn paths_comparable() -> bool {
+    pconv_bench::ops::native::simd::isa() == pconv_bench::ops::native::simd::Isa::Avx512
+}
+
 /// A record's fields apart from timing, and its verification apart from the errors.
 fn non_timing(r: &Value) -> Value {
     let mut r = r.clone();
     let o = r.as_object_mut().unwrap();
     for k in TIMING {
         o.remove(k);
+    }
+    if !paths_comparable() {
+        o.remove("kernel_path");
+        if let Some(v) = o.get_mut("verification").and_then(Value::as_object_mut) {
+            v.remove("kernel_path");
+        }
     }
     if let Some(v) = o.get_mut("verification").and_then(Value::as_object_mut) {
         v.remove("max_abs_err");
@@ -158,7 +171,10 @@ fn model_fasternet_t0_reproduces_its_golden_file_apart_from_timing() {
             ),
         ];
         for (i, (x, y)) in pairs.iter().enumerate() {
-            assert_eq!(x, y, "pair {i} of {}", old["implementation"]);
+            let path = matches!(i, 12 | 13);
+            if !path || paths_comparable() {
+                assert_eq!(x, y, "pair {i} of {}", old["implementation"]);
+            }
         }
         assert_eq!(new["shape"], format!("3x{r}x{r}"));
         assert_eq!(

@@ -19,7 +19,7 @@ const MIN_BAND_COLUMNS: usize = 256;
 
 /// Raw output pointer shared by workers that write disjoint regions.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: every worker writes a disjoint set of output elements (distinct images or distinct
 // output rows), and the buffer outlives the parallel loop.
 unsafe impl Send for OutPtr {}
@@ -30,7 +30,7 @@ impl OutPtr {
     ///
     /// # Safety
     /// `offset` must lie inside the buffer.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
         self.0.add(offset)
     }
 }

@@ -1,15 +1,19 @@
 //! Native CPU kernels (f32, NCHW), run as candle custom ops so they share the operator
 //! interface, tensors and timing path with the stock candle implementation.
 //!
-//! - DWConv, and GConv / PConv with few channels per group: a direct stencil (`direct`).
-//! - Conv, PWConv, GConv with many channels per group, PConv's partial conv: im2col bands
-//!   into one GEMM writing straight into the NCHW output (`gemm_conv`).
+//! - k x k convolutions (k > 1) whose channels per group are a multiple of 16, or of 6 or
+//!   4, on AVX-512: register-blocked direct convolutions (`blocked`).
+//! - DWConv, and other GConv / PConv with few channels per group: a direct stencil
+//!   (`direct`).
+//! - PWConv and the rest: im2col bands (none for 1x1) into one GEMM writing straight into
+//!   the NCHW output (`gemm_conv`).
 //! - PConv `split_cat` writes the conv result and the untouched channels into one output;
 //!   `slicing` clones the input once and writes the conv result over its first c_p channels.
 //! - With `--features cuda`, the same layers run on the GPU (`cuda`): a direct grouped-conv
 //!   kernel and im2col + cuBLAS, compiled by NVRTC at run time.
 
 pub(crate) mod backward;
+pub mod blocked;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod direct;
@@ -30,7 +34,8 @@ pub struct Geometry {
     pub k: usize,
 }
 
-/// Which kernel computes a convolution with `cg` channels per group on an `hw`-pixel map.
+/// Whether the direct stencil computes a convolution with `cg` channels per group on an
+/// `hw`-pixel map (where no register-blocked kernel takes it, see [`conv_kernel`]).
 ///
 /// The direct stencil wins when a group has few channels (its GEMM would be a sliver), or a
 /// moderate number on a small map (per-group GEMMs too small to amortise packing). Measured
@@ -41,15 +46,81 @@ pub fn uses_direct(cg: usize, hw: usize) -> bool {
     cg <= 8 || (cg <= 32 && hw <= 1024)
 }
 
-/// The CPU kernel for a convolution with `cg` channels per group on an `hw`-pixel map with a
-/// k x k kernel: the one rule the dispatcher follows and the trace names.
-pub fn conv_path(cg: usize, hw: usize, k: usize) -> &'static str {
-    if uses_direct(cg, hw) {
-        kernel_path::DIRECT
-    } else if k == 1 {
-        kernel_path::GEMM
+/// The CPU kernels a convolution can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// The direct stencil (`direct.rs`).
+    Direct,
+    /// im2col bands and a GEMM per group, or a plain GEMM for 1x1 (`gemm_conv.rs`).
+    Gemm,
+    /// The register-blocked direct convolution with output channels in the lanes
+    /// (`blocked.rs`).
+    BlockedOc,
+    /// The register-blocked direct convolution with pixels in the lanes (`blocked.rs`).
+    BlockedPx,
+}
+
+impl ConvKernel {
+    /// Every kernel, for tools that time them against each other.
+    pub const ALL: [ConvKernel; 4] = [
+        ConvKernel::Direct,
+        ConvKernel::Gemm,
+        ConvKernel::BlockedOc,
+        ConvKernel::BlockedPx,
+    ];
+
+    /// The register-blocked kernels' lanes.
+    fn lanes(self) -> Option<blocked::Lanes> {
+        match self {
+            ConvKernel::BlockedOc => Some(blocked::Lanes::Channels),
+            ConvKernel::BlockedPx => Some(blocked::Lanes::Pixels),
+            ConvKernel::Direct | ConvKernel::Gemm => None,
+        }
+    }
+
+    /// Whether this kernel can run `cg` channels per group on an h x w map with a k x k
+    /// kernel here (the register-blocked ones on AVX-512 only, where they were measured).
+    pub fn runs(self, cg: usize, (h, w): (usize, usize), k: usize) -> bool {
+        match self.lanes() {
+            None => true,
+            Some(lanes) => simd::isa() == simd::Isa::Avx512 && blocked::fits(lanes, cg, (h, w), k),
+        }
+    }
+
+    /// The kernel-path label of this kernel for a k x k convolution.
+    pub fn path(self, k: usize) -> &'static str {
+        match self {
+            ConvKernel::Direct => kernel_path::DIRECT,
+            ConvKernel::Gemm if k == 1 => kernel_path::GEMM,
+            ConvKernel::Gemm => kernel_path::IM2COL_GEMM,
+            ConvKernel::BlockedOc => kernel_path::BLOCKED_OC,
+            ConvKernel::BlockedPx => kernel_path::BLOCKED_PX,
+        }
+    }
+}
+
+/// The kernel for a convolution with `cg` channels per group on an h x w map with a k x k
+/// kernel: the one rule the dispatcher follows and the trace names.
+///
+/// For k > 1 on AVX-512 the register-blocked kernels run wherever their tiles fit, channel
+/// lanes first: measured by `cargo bench --bench cutover` (docs/native-kernels.md), they beat
+/// the direct stencil and im2col + GEMM at every k = 3, 5, 7 convolution of the Table 1 and
+/// sweep suites but three (Conv at 768x7x7 with k = 5, 7, within 8 % of GEMM; PConv's
+/// 24-channel conv at 384x14x14, a tie with the stencil), and channel lanes beat pixel
+/// lanes wherever both fit. For 1x1 the GEMM stays: it beat both (PWConv at 96x56x56:
+/// 0.42 ms GEMM, 0.45 ms pixel lanes, 0.72 ms channel lanes).
+pub fn conv_kernel(cg: usize, (h, w): (usize, usize), k: usize) -> ConvKernel {
+    let order: &[ConvKernel] = if k == 1 {
+        &[]
     } else {
-        kernel_path::IM2COL_GEMM
+        &[ConvKernel::BlockedOc, ConvKernel::BlockedPx]
+    };
+    if let Some(&kernel) = order.iter().find(|kern| kern.runs(cg, (h, w), k)) {
+        kernel
+    } else if uses_direct(cg, h * w) {
+        ConvKernel::Direct
+    } else {
+        ConvKernel::Gemm
     }
 }
 
@@ -61,6 +132,12 @@ pub struct NativeLayer {
     groups: usize,
     partial: usize,
     forward: PConvForward,
+    /// The weights packed for the register-blocked kernels, where their tiles fit.
+    packed_oc: Option<blocked::PackedWeights>,
+    packed_px: Option<blocked::PackedWeights>,
+    /// A kernel forced by a tool that times kernels against each other (else the
+    /// dispatcher's choice).
+    forced: Option<ConvKernel>,
     /// The weight on the GPU, uploaded on first use there.
     #[cfg(feature = "cuda")]
     gpu_weight: cuda::GpuWeight,
@@ -71,13 +148,29 @@ pub struct NativeLayer {
 
 impl NativeLayer {
     pub fn new(spec: &OpSpec, weights: &LayerWeights) -> Self {
+        let (channels, groups) = (spec.conv_channels(), spec.conv_groups());
         Self {
             kind: spec.kind,
             weight: weights.data.clone(),
             k: spec.kernel,
-            groups: spec.conv_groups(),
-            partial: spec.conv_channels(),
+            groups,
+            partial: channels,
             forward: spec.forward.unwrap_or(PConvForward::SplitCat),
+            packed_oc: blocked::PackedWeights::new(
+                &weights.data,
+                channels,
+                groups,
+                spec.kernel,
+                blocked::Lanes::Channels,
+            ),
+            packed_px: blocked::PackedWeights::new(
+                &weights.data,
+                channels,
+                groups,
+                spec.kernel,
+                blocked::Lanes::Pixels,
+            ),
+            forced: None,
             #[cfg(feature = "cuda")]
             gpu_weight: Default::default(),
             #[cfg(feature = "cuda")]
@@ -87,7 +180,7 @@ impl NativeLayer {
 
     /// Runs the layer on `n` images of h x w (channels from the buffer size) into `out`,
     /// writing every element.
-    pub(crate) fn run(&self, x: &[f32], out: &mut [f32], n: usize, h: usize, w: usize) {
+    pub fn run(&self, x: &[f32], out: &mut [f32], n: usize, h: usize, w: usize) {
         let g = Geometry {
             c: x.len() / (n * h * w),
             h,
@@ -100,22 +193,71 @@ impl NativeLayer {
         }
     }
 
+    /// The same layer always running `kernel`, for tools that time the kernels against each
+    /// other; None where `kernel` cannot run this layer's shape on this CPU.
+    pub fn forced(spec: &OpSpec, weights: &LayerWeights, kernel: ConvKernel) -> Option<Self> {
+        let cg = spec.conv_channels() / spec.conv_groups();
+        kernel
+            .runs(cg, (spec.map.h, spec.map.w), spec.kernel)
+            .then(|| Self {
+                forced: Some(kernel),
+                ..Self::new(spec, weights)
+            })
+    }
+
+    /// The kernel for `cg` channels per group on the map of `g`.
+    fn kernel(&self, cg: usize, g: &Geometry) -> ConvKernel {
+        self.forced
+            .unwrap_or_else(|| conv_kernel(cg, (g.h, g.w), g.k))
+    }
+
     /// A convolution with `groups` groups on `n` images of `g.c` channels.
     fn conv(&self, x: &[f32], out: &mut [f32], n: usize, g: Geometry, groups: usize) {
-        // The GEMM paths note themselves, with their schedule.
-        if conv_path(g.c / groups, g.h * g.w, g.k) == kernel_path::DIRECT {
-            kernel_path::note(kernel_path::DIRECT);
-            direct::grouped_conv(x, &self.weight, out, n, &g, groups);
-            return;
+        let image = g.c * g.h * g.w;
+        match self.kernel(g.c / groups, &g) {
+            ConvKernel::Direct => {
+                kernel_path::note(kernel_path::DIRECT);
+                direct::grouped_conv(x, &self.weight, out, n, &g, groups);
+            }
+            kernel => self.strided(kernel, (x, image), (out, image), n, g, groups),
         }
-        gemm_conv::Conv {
-            x,
-            x_image: g.c * g.h * g.w,
-            weight: &self.weight,
-            groups,
-            g,
+    }
+
+    /// The GEMM or register-blocked kernel on `n` images read from `x` and written to `out`
+    /// at the given image strides (PConv's prefix of wider tensors); each notes itself with
+    /// its schedule.
+    fn strided(
+        &self,
+        kernel: ConvKernel,
+        (x, x_image): (&[f32], usize),
+        (out, out_image): (&mut [f32], usize),
+        n: usize,
+        g: Geometry,
+        groups: usize,
+    ) {
+        let packed = match kernel {
+            ConvKernel::BlockedOc => &self.packed_oc,
+            ConvKernel::BlockedPx => &self.packed_px,
+            ConvKernel::Direct | ConvKernel::Gemm => &None,
+        };
+        match packed {
+            Some(weights) => blocked::Blocked {
+                x,
+                x_image,
+                weights,
+                groups,
+                g,
+            }
+            .run(out, out_image, n),
+            _ => gemm_conv::Conv {
+                x,
+                x_image,
+                weight: &self.weight,
+                groups,
+                g,
+            }
+            .run(out, out_image, n),
         }
-        .run(out, g.c * g.h * g.w, n);
     }
 
     /// PConv: the partial conv on channels 0..c_p, the rest passed through.
@@ -131,26 +273,20 @@ impl NativeLayer {
             out[range.clone()].copy_from_slice(&x[range]);
         }
         let partial = Geometry { c: cp, ..g };
-        if conv_path(cp, hw, g.k) == kernel_path::DIRECT {
-            kernel_path::note(kernel_path::DIRECT);
-            // The direct kernel wants dense images of c_p channels: gather them.
-            let head: Vec<f32> = (0..n)
-                .flat_map(|b| x[b * image..][..cp * hw].iter().copied())
-                .collect();
-            let mut y = vec![0.0; head.len()];
-            direct::grouped_conv(&head, &self.weight, &mut y, n, &partial, 1);
-            for b in 0..n {
-                out[b * image..][..cp * hw].copy_from_slice(&y[b * cp * hw..][..cp * hw]);
+        match self.kernel(cp, &g) {
+            ConvKernel::Direct => {
+                kernel_path::note(kernel_path::DIRECT);
+                // The direct kernel wants dense images of c_p channels: gather them.
+                let head: Vec<f32> = (0..n)
+                    .flat_map(|b| x[b * image..][..cp * hw].iter().copied())
+                    .collect();
+                let mut y = vec![0.0; head.len()];
+                direct::grouped_conv(&head, &self.weight, &mut y, n, &partial, 1);
+                for b in 0..n {
+                    out[b * image..][..cp * hw].copy_from_slice(&y[b * cp * hw..][..cp * hw]);
+                }
             }
-        } else {
-            gemm_conv::Conv {
-                x,
-                x_image: image,
-                weight: &self.weight,
-                groups: 1,
-                g: partial,
-            }
-            .run(out, image, n);
+            kernel => self.strided(kernel, (x, image), (out, image), n, partial, 1),
         }
     }
 }

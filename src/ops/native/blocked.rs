@@ -1,0 +1,789 @@
+//! Direct convolutions register-blocked over output channels × pixels, the shape of
+//! oneDNN's JIT kernels: a tile keeps 24-28 accumulator registers (of AVX-512's 32) for the
+//! whole reduction over input channels and taps, each step loading a few vectors and
+//! broadcasting a few scalars into R x P fused multiply-adds. No im2col: inputs are read
+//! through offsets into a zero-padded copy of the image. Two layouts of a tile:
+//!
+//! - **Channels** (`blocked_oc`): lanes are 16 output channels, V = 1-3 registers of them by
+//!   P = 7-24 pixels. Each step loads V vectors of weights and broadcasts P input values; any
+//!   P consecutive output pixels make a tile (each read through its own offset), so 7 x 7
+//!   and 14 x 14 maps waste nothing on junk columns. Results leave through one scatter per
+//!   register into the NCHW output. For many input channels the reduction runs in passes
+//!   whose weights stay in L1, partial sums kept per super-block of tiles.
+//! - **Pixels** (`blocked_px`): lanes are 16 consecutive positions of the flattened padded
+//!   plane, R = 6 or 4 output channels by P = 4 or 6 vectors. Each step loads P input
+//!   vectors and broadcasts R weights: suits groups with few channels (GConv, PConv's small
+//!   c_p). Junk columns (the padding) land in scratch and are dropped by a row copy.
+//!
+//! Weights are repacked per tile as [input channel][tap][output channel of the tile]. The
+//! dispatcher (`super::conv_kernel`) picks these kernels on AVX-512 only, where they were
+//! measured; a portable version of each loop (scalar, any CPU) backs them elsewhere and in
+//! tests.
+
+use rayon::prelude::*;
+
+use super::gemm_conv::OutPtr;
+use super::simd::{isa, Isa};
+use super::Geometry;
+use crate::ops::kernel_path;
+
+/// f32 lanes of one AVX-512 register.
+const LANES: usize = 16;
+
+/// Which dimension a kernel's vector lanes run along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lanes {
+    /// Lanes are 16 output channels; each pixel's input is broadcast. Tiles of 16·V
+    /// channels by P pixels, any P consecutive pixels: no junk columns, so small maps waste
+    /// little, and wide weight tiles suit many channels per group.
+    Channels,
+    /// Lanes are 16 consecutive positions of the flattened padded plane (junk columns
+    /// dropped afterwards); each weight is broadcast. Tiles of R channels by P vectors: few
+    /// channels per group (R = 6 or 4) and 1x1 convolutions, read and written as contiguous
+    /// vectors.
+    Pixels,
+}
+
+/// Output channels of a tile for `cg` channels per group, or None where the lanes do not
+/// divide them: 48, 32 or 16 (Channels, the widest reuses each broadcast input most), 6 or 4
+/// (Pixels).
+pub fn tile_channels(lanes: Lanes, cg: usize) -> Option<usize> {
+    let widths: &[usize] = match lanes {
+        Lanes::Channels => &[3 * LANES, 2 * LANES, LANES],
+        Lanes::Pixels => &[6, 4],
+    };
+    widths.iter().copied().find(|&t| cg.is_multiple_of(t))
+}
+
+/// Pixels of a Channels tile `t` channels wide on an `hw`-pixel map: 24-28 accumulators of
+/// the 32 registers; for 48 channels 8 pixels, or 7 where that tiles the map with less
+/// overlap (49 pixels: 7 x 7 instead of 7 x 8).
+pub fn channel_tile_pixels(t: usize, hw: usize) -> usize {
+    let candidates: &[usize] = match t / LANES {
+        3 => &[8, 7],
+        2 => &[14],
+        _ => &[24],
+    };
+    *candidates
+        .iter()
+        .min_by_key(|&&p| hw.div_ceil(p) * p)
+        .expect("a candidate")
+}
+
+/// Vectors of pixels of a Pixels tile `r` channels wide: 24 accumulators.
+fn pixel_tile_vectors(r: usize) -> usize {
+    24 / r
+}
+
+/// Floats of the flattened padded plane from the first output's window corner to the last
+/// output's: what a Pixels kernel sweeps.
+fn flat_outputs(h: usize, w: usize, k: usize) -> usize {
+    (h - 1) * (w + k - 1) + w
+}
+
+/// Whether the kernel with `lanes` can run `cg` channels per group on an h x w map with a
+/// k x k kernel: whole tiles of channels, at least one tile of pixels, and (Channels) scatter
+/// offsets (15·hw floats) that fit an i32.
+pub fn fits(lanes: Lanes, cg: usize, (h, w): (usize, usize), k: usize) -> bool {
+    let hw = h * w;
+    match (lanes, tile_channels(lanes, cg)) {
+        (_, None) => false,
+        (Lanes::Channels, Some(t)) => hw >= channel_tile_pixels(t, hw) && hw < (1 << 26),
+        (Lanes::Pixels, Some(r)) => flat_outputs(h, w, k) >= pixel_tile_vectors(r) * LANES,
+    }
+}
+
+/// A layer's weights (c, c / groups, k, k) repacked per tile: for group `grp` and tile `t`,
+/// `[input channel][tap][output channel of the tile]`, so one step of a kernel reads its
+/// weights contiguously.
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    data: Vec<f32>,
+    /// Output channels per tile.
+    tile: usize,
+    lanes: Lanes,
+}
+
+impl PackedWeights {
+    /// Packs `weight` ((c, c / groups, k, k), row-major) for the kernel with `lanes`, or None
+    /// where its tiles do not divide the channels per group.
+    pub fn new(weight: &[f32], c: usize, groups: usize, k: usize, lanes: Lanes) -> Option<Self> {
+        let cg = c / groups;
+        let tile = tile_channels(lanes, cg)?;
+        let kk = k * k;
+        assert_eq!(weight.len(), c * cg * kk, "weight shape");
+        let mut data = vec![0.0; weight.len()];
+        // Destination index ((tile_index·cg + ci)·kk + tap)·tile + lane, with tile_index
+        // running over every group's tiles in order (grp · tiles + t): the output channel
+        // tile_index·tile + lane.
+        for (oc, row) in weight.chunks_exact(cg * kk).enumerate() {
+            let (tile_index, lane) = (oc / tile, oc % tile);
+            for (ci, taps) in row.chunks_exact(kk).enumerate() {
+                for (tap, &v) in taps.iter().enumerate() {
+                    data[((tile_index * cg + ci) * kk + tap) * tile + lane] = v;
+                }
+            }
+        }
+        Some(Self { data, tile, lanes })
+    }
+
+    /// Output channels per tile.
+    pub fn tile(&self) -> usize {
+        self.tile
+    }
+}
+
+/// What one tile reads and writes.
+struct Tile<'a> {
+    /// The tile's first input channel of this pass (a padded plane, or the image itself for
+    /// 1x1).
+    src: *const f32,
+    /// Floats between consecutive input planes.
+    plane_stride: usize,
+    /// Input channels this pass reduces over.
+    channels: usize,
+    /// Offset of each tap (ky · row stride + kx) from a pixel's window corner.
+    taps: &'a [usize],
+    /// The packed weights of those input channels: channels · taps · tile floats.
+    w: &'a [f32],
+    /// Each pixel's window corner in the source plane.
+    off: &'a [usize],
+    /// Partial sums of the earlier passes, `[pixel][output channel]`: read unless this is the
+    /// first pass, written unless it is the last.
+    partial: *mut f32,
+    first: bool,
+    /// On the last pass the sums go to the output instead: channel 0 of the tile at the
+    /// tile's first pixel, channel o at + o · hw.
+    last: Option<*mut f32>,
+    hw: usize,
+}
+
+/// The AVX-512 tile: V registers of channels by P pixels.
+///
+/// # Safety
+/// The CPU has AVX-512F; every `src + ci·plane_stride + off[j] + tap` for ci < channels lies
+/// in the source; `partial` holds P · 16·V floats; `last + o·hw + j` for o < 16·V, j < P lies
+/// in the output; no one else touches those elements during the call.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_avx512<const V: usize, const P: usize>(t: &Tile) {
+    use std::arch::x86_64::*;
+    assert!(t.off.len() == P && t.w.len() == t.channels * t.taps.len() * V * LANES);
+    let mut off = [0usize; P];
+    off.copy_from_slice(t.off);
+    let mut acc = [[_mm512_setzero_ps(); V]; P];
+    if !t.first {
+        for (j, regs) in acc.iter_mut().enumerate() {
+            for (v, r) in regs.iter_mut().enumerate() {
+                *r = _mm512_loadu_ps(t.partial.add((j * V + v) * LANES));
+            }
+        }
+    }
+    let mut w = t.w.as_ptr();
+    for ci in 0..t.channels {
+        let plane = t.src.add(ci * t.plane_stride);
+        for &tap in t.taps {
+            let s = plane.add(tap);
+            let mut wv = [_mm512_setzero_ps(); V];
+            for (v, r) in wv.iter_mut().enumerate() {
+                *r = _mm512_loadu_ps(w.add(v * LANES));
+            }
+            w = w.add(V * LANES);
+            for j in 0..P {
+                let x = _mm512_set1_ps(*s.add(off[j]));
+                for v in 0..V {
+                    acc[j][v] = _mm512_fmadd_ps(wv[v], x, acc[j][v]);
+                }
+            }
+        }
+    }
+    match t.last {
+        Some(out) => {
+            let hw = t.hw as i32;
+            let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            let index = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(hw));
+            for (j, regs) in acc.iter().enumerate() {
+                for (v, r) in regs.iter().enumerate() {
+                    _mm512_i32scatter_ps::<4>(out.add(v * LANES * t.hw + j), index, *r);
+                }
+            }
+        }
+        None => {
+            for (j, regs) in acc.iter().enumerate() {
+                for (v, r) in regs.iter().enumerate() {
+                    _mm512_storeu_ps(t.partial.add((j * V + v) * LANES), *r);
+                }
+            }
+        }
+    }
+}
+
+/// The same tile one sum at a time, for any CPU: `tile` output channels by `off.len()`
+/// pixels, in the AVX-512 version's order of summation.
+///
+/// # Safety
+/// As [`tile_avx512`], less the CPU requirement.
+unsafe fn tile_portable(t: &Tile, tile: usize) {
+    let steps = t.channels * t.taps.len();
+    for (j, &off) in t.off.iter().enumerate() {
+        for o in 0..tile {
+            let mut a = if t.first {
+                0f32
+            } else {
+                *t.partial.add(j * tile + o)
+            };
+            for step in 0..steps {
+                let (ci, tap) = (step / t.taps.len(), t.taps[step % t.taps.len()]);
+                let x = *t.src.add(ci * t.plane_stride + off + tap);
+                a = t.w[step * tile + o].mul_add(x, a);
+            }
+            match t.last {
+                Some(out) => *out.add(o * t.hw + j) = a,
+                None => *t.partial.add(j * tile + o) = a,
+            }
+        }
+    }
+}
+
+/// Runs one tile with the instruction set `isa` (AVX-512, or the portable loop otherwise).
+///
+/// # Safety
+/// As [`tile_avx512`].
+unsafe fn run_tile(t: &Tile, channels: usize, isa: Isa) {
+    match (isa, channels / LANES) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 3) if t.off.len() == 8 => tile_avx512::<3, 8>(t),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 3) if t.off.len() == 7 => tile_avx512::<3, 7>(t),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 2) if t.off.len() == 14 => tile_avx512::<2, 14>(t),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 1) if t.off.len() == 24 => tile_avx512::<1, 24>(t),
+        _ => tile_portable(t, channels),
+    }
+}
+
+/// What one Pixels tile reads and writes: R channels by P vectors of 16 consecutive
+/// positions of the flattened source planes.
+struct PixelTile<'a> {
+    /// Input channel 0 of the group at the tile's first position (its window corner).
+    src: *const f32,
+    plane_stride: usize,
+    channels: usize,
+    taps: &'a [usize],
+    /// The tile's packed weights: channels · taps · R floats.
+    w: &'a [f32],
+    /// Output channel 0 at the tile's first position; channel r at + r · out_stride.
+    out: *mut f32,
+    out_stride: usize,
+}
+
+/// The AVX-512 Pixels tile: R channels by P vectors.
+///
+/// # Safety
+/// The CPU has AVX-512F; `src + ci·plane_stride + tap + i` for ci < channels, i < 16·P lies
+/// in the source; `out + r·out_stride + i` for r < R, i < 16·P lies in a buffer no one else
+/// touches during the call.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pixels_avx512<const R: usize, const P: usize>(t: &PixelTile) {
+    use std::arch::x86_64::*;
+    assert!(t.w.len() == t.channels * t.taps.len() * R);
+    let mut acc = [[_mm512_setzero_ps(); P]; R];
+    let mut w = t.w.as_ptr();
+    for ci in 0..t.channels {
+        let plane = t.src.add(ci * t.plane_stride);
+        for &tap in t.taps {
+            let s = plane.add(tap);
+            let mut xv = [_mm512_setzero_ps(); P];
+            for (p, v) in xv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(s.add(p * LANES));
+            }
+            for (r, regs) in acc.iter_mut().enumerate() {
+                let wb = _mm512_set1_ps(*w.add(r));
+                for (a, x) in regs.iter_mut().zip(&xv) {
+                    *a = _mm512_fmadd_ps(wb, *x, *a);
+                }
+            }
+            w = w.add(R);
+        }
+    }
+    for (r, regs) in acc.iter().enumerate() {
+        for (p, a) in regs.iter().enumerate() {
+            _mm512_storeu_ps(t.out.add(r * t.out_stride + p * LANES), *a);
+        }
+    }
+}
+
+/// The same tile one sum at a time, for any CPU, in the AVX-512 version's order.
+///
+/// # Safety
+/// As [`pixels_avx512`], less the CPU requirement.
+unsafe fn pixels_portable(t: &PixelTile, r: usize, positions: usize) {
+    let steps = t.channels * t.taps.len();
+    for o in 0..r {
+        for i in 0..positions {
+            let mut a = 0f32;
+            for step in 0..steps {
+                let (ci, tap) = (step / t.taps.len(), t.taps[step % t.taps.len()]);
+                let x = *t.src.add(ci * t.plane_stride + tap + i);
+                a = t.w[step * r + o].mul_add(x, a);
+            }
+            *t.out.add(o * t.out_stride + i) = a;
+        }
+    }
+}
+
+/// Runs one Pixels tile `r` channels wide with the instruction set `isa`.
+///
+/// # Safety
+/// As [`pixels_avx512`].
+unsafe fn run_pixel_tile(t: &PixelTile, r: usize, isa: Isa) {
+    match (isa, r) {
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 6) => pixels_avx512::<6, 4>(t),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx512, 4) => pixels_avx512::<4, 6>(t),
+        _ => pixels_portable(t, r, pixel_tile_vectors(r) * LANES),
+    }
+}
+
+/// Floats of weights one pass over input channels may use (24 KiB, half of L1).
+const L1_WEIGHT_FLOATS: usize = 6 * 1024;
+
+/// Tiles that share one pass's weights before the next pass (their partial sums, at most
+/// 32 · 8 · 48 floats, stay in L2).
+const SUPER_BLOCK_TILES: usize = 32;
+
+thread_local! {
+    /// The calling thread's padded image, kept between calls: every element is rewritten.
+    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each worker's scratch, kept between calls: a Channels super-block's partial sums
+    /// (the first pass writes what later passes read) or a Pixels unit's rows with their
+    /// junk columns (written before they are read).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer, grown to at least `len` floats.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
+/// Copies image `x` (c planes of h x w) into `dst` (c planes of (h + 2·pad) x (w + 2·pad))
+/// with zero borders, planes in parallel on the current pool when it has several threads.
+fn pad_image(x: &[f32], dst: &mut [f32], g: &Geometry) {
+    let Geometry { h, w, k, .. } = *g;
+    let pad = k / 2;
+    let wp = w + 2 * pad;
+    let one = |(plane, dst): (&[f32], &mut [f32])| {
+        let (top, rest) = dst.split_at_mut(pad * wp);
+        top.fill(0.0);
+        let (body, bottom) = rest.split_at_mut(h * wp);
+        bottom.fill(0.0);
+        for (row, src) in body.chunks_exact_mut(wp).zip(plane.chunks_exact(w)) {
+            row[..pad].fill(0.0);
+            row[pad..pad + w].copy_from_slice(src);
+            row[pad + w..].fill(0.0);
+        }
+    };
+    let planes = (h + 2 * pad) * wp;
+    if rayon::current_num_threads() > 1 {
+        x.par_chunks_exact(h * w)
+            .zip(dst.par_chunks_exact_mut(planes))
+            .for_each(one);
+    } else {
+        x.chunks_exact(h * w)
+            .zip(dst.chunks_exact_mut(planes))
+            .for_each(one);
+    }
+}
+
+/// A grouped convolution (groups = 1: dense) of `g.c` channels in and out on `n` images,
+/// with the same strided input and output as [`super::gemm_conv::Conv`].
+pub struct Blocked<'a> {
+    pub x: &'a [f32],
+    pub x_image: usize,
+    pub weights: &'a PackedWeights,
+    pub groups: usize,
+    pub g: Geometry,
+}
+
+impl Blocked<'_> {
+    /// Runs on the current rayon pool with this CPU's instruction set.
+    pub fn run(&self, out: &mut [f32], out_image: usize, n: usize) {
+        self.run_with(out, out_image, n, isa())
+    }
+
+    /// Runs with the tiles of instruction set `isa` (tests run the portable loops too).
+    pub(crate) fn run_with(&self, out: &mut [f32], out_image: usize, n: usize, isa: Isa) {
+        let Geometry { c, h, w, k } = self.g;
+        let (hw, cg, t, lanes) = (
+            h * w,
+            c / self.groups,
+            self.weights.tile,
+            self.weights.lanes,
+        );
+        assert!(
+            fits(lanes, cg, (h, w), k) && tile_channels(lanes, cg) == Some(t),
+            "tile shape"
+        );
+        assert_eq!(self.weights.data.len(), c * cg * k * k, "weight shape");
+        assert!(
+            out.len() >= (n - 1) * out_image + c * hw,
+            "output too small"
+        );
+        assert!(
+            self.x.len() >= (n - 1) * self.x_image + c * hw,
+            "input too small"
+        );
+        let pad = k / 2;
+        let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+        let taps: Vec<usize> = (0..k * k).map(|i| (i / k) * wp + i % k).collect();
+        // Work units: (channel tile, pixel chunk). Pixels are split only when the channel
+        // tiles alone leave a thread idle.
+        let threads = rayon::current_num_threads();
+        let tiles = c / t;
+        let most_chunks = match lanes {
+            Lanes::Channels => hw / channel_tile_pixels(t, hw),
+            // Chunks of whole rows, each with a tile of positions.
+            Lanes::Pixels => h / ((pixel_tile_vectors(t) * LANES).div_ceil(wp) + 1),
+        };
+        let chunks = if threads > 1 && tiles < 2 * threads {
+            (2 * threads).div_ceil(tiles).min(most_chunks).max(1)
+        } else {
+            1
+        };
+        let (path, shape) = match lanes {
+            Lanes::Channels => (kernel_path::BLOCKED_OC, channel_tile_pixels(t, hw)),
+            Lanes::Pixels => (kernel_path::BLOCKED_PX, pixel_tile_vectors(t) * LANES),
+        };
+        kernel_path::note(&kernel_path::scheduled(
+            path,
+            &format!("tile={t}x{shape},units={}", tiles * chunks),
+        ));
+        let job = Job {
+            cg,
+            t,
+            g: self.g,
+            taps: &taps,
+            weights: &self.weights.data,
+            chunks,
+            isa,
+        };
+        let dst = OutPtr(out.as_mut_ptr());
+        for b in 0..n {
+            let x = &self.x[b * self.x_image..][..c * hw];
+            // SAFETY: image b's output starts inside `out` (asserted above).
+            let out_b = OutPtr(unsafe { dst.at(b * out_image) });
+            let units = |src: &[f32], plane_stride: usize| {
+                let unit = |u: usize| match lanes {
+                    Lanes::Channels => job.channels_unit(src, plane_stride, out_b, u),
+                    Lanes::Pixels => job.pixels_unit(src, plane_stride, out_b, u),
+                };
+                if threads > 1 {
+                    (0..tiles * chunks).into_par_iter().for_each(unit);
+                } else {
+                    (0..tiles * chunks).for_each(unit);
+                }
+            };
+            if k == 1 {
+                units(x, hw);
+            } else {
+                PADDED.with(|buf| {
+                    let mut buf = buf.borrow_mut();
+                    let len = c * hp * wp;
+                    if buf.len() < len {
+                        buf.resize(len, 0.0);
+                    }
+                    pad_image(x, &mut buf[..len], &self.g);
+                    units(&buf[..len], hp * wp);
+                });
+            }
+        }
+    }
+}
+
+/// What every work unit of one convolution shares.
+struct Job<'a> {
+    cg: usize,
+    /// Output channels per tile.
+    t: usize,
+    g: Geometry,
+    taps: &'a [usize],
+    weights: &'a [f32],
+    chunks: usize,
+    isa: Isa,
+}
+
+impl Job<'_> {
+    /// The tile index, its group's first input plane and its packed weights of unit `u`.
+    fn tile_of<'s>(
+        &self,
+        src: &'s [f32],
+        plane_stride: usize,
+        u: usize,
+    ) -> (usize, &'s [f32], &[f32]) {
+        let tile_index = u / self.chunks;
+        let grp = tile_index * self.t / self.cg;
+        let per_tile = self.cg * self.taps.len() * self.t;
+        (
+            tile_index,
+            &src[grp * self.cg * plane_stride..],
+            &self.weights[tile_index * per_tile..][..per_tile],
+        )
+    }
+
+    /// One Channels unit: its tile of channels over its chunk of pixels, in passes over the
+    /// input channels whose weights stay in L1 while a super-block of tiles reuses them.
+    fn channels_unit(&self, src: &[f32], plane_stride: usize, out: OutPtr, u: usize) {
+        let Geometry { h, w, k, .. } = self.g;
+        let (hw, wp, t, kk) = (h * w, w + 2 * (k / 2), self.t, k * k);
+        let px = channel_tile_pixels(t, hw);
+        let (tile_index, group_src, weights) = self.tile_of(src, plane_stride, u);
+        let chunk = u % self.chunks;
+        let (p0, p1) = (chunk * hw / self.chunks, (chunk + 1) * hw / self.chunks);
+        let starts: Vec<usize> = block_starts(p0, p1, px).collect();
+        let pass_channels = (L1_WEIGHT_FLOATS / (kk * t)).clamp(1, self.cg);
+        for block in starts.chunks(SUPER_BLOCK_TILES) {
+            let off: Vec<usize> = block
+                .iter()
+                .flat_map(|&q| (q..q + px).map(|p| (p / w) * wp + p % w))
+                .collect();
+            with_scratch(block.len() * px * t, |partial| {
+                for ci0 in (0..self.cg).step_by(pass_channels) {
+                    let channels = pass_channels.min(self.cg - ci0);
+                    let last = ci0 + channels == self.cg;
+                    for (i, &q) in block.iter().enumerate() {
+                        let tile = Tile {
+                            src: group_src[ci0 * plane_stride..].as_ptr(),
+                            plane_stride,
+                            channels,
+                            taps: self.taps,
+                            w: &weights[ci0 * kk * t..][..channels * kk * t],
+                            off: &off[i * px..][..px],
+                            partial: partial[i * px * t..][..px * t].as_mut_ptr(),
+                            first: ci0 == 0,
+                            // SAFETY: channel tile_index·t at pixel q lies in the image's
+                            // output.
+                            last: last.then(|| unsafe { out.at(tile_index * t * hw + q) }),
+                            hw,
+                        };
+                        // SAFETY: window corners plus taps stay inside each padded plane (or
+                        // the image, for 1x1); `partial` is this worker's; this unit alone
+                        // writes channels tile_index·t.. of pixels p0..p1.
+                        unsafe { run_tile(&tile, t, self.isa) };
+                    }
+                }
+            });
+        }
+    }
+
+    /// One Pixels unit: its tile of channels over its chunk of rows, swept as the flattened
+    /// padded planes (the image itself for 1x1) in steps of 16·P positions (the last step
+    /// ending at the chunk's last output, overlapping its neighbour), into rows with junk
+    /// columns in scratch; then the real columns are copied out.
+    fn pixels_unit(&self, src: &[f32], plane_stride: usize, out: OutPtr, u: usize) {
+        let Geometry { h, w, k, .. } = self.g;
+        let (hw, wp, r) = (h * w, w + 2 * (k / 2), self.t);
+        let span = pixel_tile_vectors(r) * LANES;
+        let (tile_index, group_src, weights) = self.tile_of(src, plane_stride, u);
+        let chunk = u % self.chunks;
+        let (y0, y1) = (chunk * h / self.chunks, (chunk + 1) * h / self.chunks);
+        // Flattened positions of the chunk's first and one past its last output.
+        let (f0, f1) = (y0 * wp, (y1 - 1) * wp + w);
+        let sweep = |dst: *mut f32, dst_stride: usize, dst_f0: usize| {
+            for at in block_starts(f0, f1, span) {
+                let tile = PixelTile {
+                    src: group_src[at..].as_ptr(),
+                    plane_stride,
+                    channels: self.cg,
+                    taps: self.taps,
+                    w: weights,
+                    // SAFETY: positions at..at + span of rows r < R lie in the destination.
+                    out: unsafe { dst.add(at - dst_f0) },
+                    out_stride: dst_stride,
+                };
+                // SAFETY: the window of every position before f1 stays inside its padded
+                // plane; this unit alone writes these positions of channels tile_index·r..
+                unsafe { run_pixel_tile(&tile, r, self.isa) };
+            }
+        };
+        // SAFETY: channel tile_index·r of the image's output.
+        let first_channel = unsafe { out.at(tile_index * r * hw) };
+        with_scratch(r * (f1 - f0), |rows| {
+            sweep(rows.as_mut_ptr(), f1 - f0, f0);
+            for o in 0..r {
+                for y in y0..y1 {
+                    let from = &rows[o * (f1 - f0) + (y - y0) * wp..][..w];
+                    // SAFETY: row y of channel tile_index·r + o, written by this unit only.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            from.as_ptr(),
+                            first_channel.add(o * hw + y * w),
+                            w,
+                        )
+                    };
+                }
+            }
+        });
+    }
+}
+
+/// Starts of `span`-wide blocks covering positions f0..f1 (f1 - f0 >= span): f0, f0 + span,
+/// ..., the last one ending at f1 and overlapping its neighbour (computed twice, identically).
+fn block_starts(f0: usize, f1: usize, span: usize) -> impl Iterator<Item = usize> {
+    (f0..f1).step_by(span).map(move |f| f.min(f1 - span))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::reference::{compare, reference_forward};
+    use crate::ops::{self, OpKind, OpSpec};
+
+    /// Runs every kernel whose tiles fit (portable loops, and AVX-512 where this CPU has it)
+    /// against the f64 reference; returns the kernels that ran.
+    fn check(
+        c: usize,
+        groups: usize,
+        (h, w): (usize, usize),
+        k: usize,
+        n: usize,
+        threads: usize,
+    ) -> Vec<Lanes> {
+        let spec = OpSpec {
+            kind: if groups == 1 {
+                OpKind::Conv
+            } else {
+                OpKind::GConv
+            },
+            kernel: k,
+            groups: (groups > 1).then_some(groups),
+            n_div: None,
+            forward: None,
+            expansion: None,
+            act: None,
+            bottlenecks: None,
+            model: None,
+            map: format!("{c}x{h}x{w}").parse().unwrap(),
+        };
+        let weights = ops::random_weights(&spec, 1, 7);
+        let x = ops::uniform(n * c * h * w, 1.0, &mut ops::seeded_rng(3));
+        let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
+        let reference = reference_forward(&spec, &wide(&weights[0].data), &wide(&x), n);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut isas = vec![Isa::Portable];
+        if isa() == Isa::Avx512 {
+            isas.push(Isa::Avx512);
+        }
+        let mut ran = Vec::new();
+        for lanes in [Lanes::Channels, Lanes::Pixels] {
+            if !fits(lanes, c / groups, (h, w), k) {
+                continue;
+            }
+            let packed = PackedWeights::new(&weights[0].data, c, groups, k, lanes).unwrap();
+            for &isa in &isas {
+                let mut out = vec![f32::NAN; x.len()];
+                let conv = Blocked {
+                    x: &x,
+                    x_image: c * h * w,
+                    weights: &packed,
+                    groups,
+                    g: Geometry { c, h, w, k },
+                };
+                pool.install(|| conv.run_with(&mut out, c * h * w, n, isa));
+                let (_, rel) = compare(&wide(&out), &reference);
+                assert!(
+                    rel < 1e-5,
+                    "{c}x{h}x{w} k={k} g={groups} n={n} {threads} threads {lanes:?} {isa:?}: \
+                     rel err {rel}"
+                );
+            }
+            ran.push(lanes);
+        }
+        ran
+    }
+
+    #[test]
+    fn blocked_tiles_match_the_reference() {
+        use Lanes::{Channels, Pixels};
+        let cases = [
+            // 48-channel tiles of 7 pixels; 61 positions are too few for 6 x 64.
+            ((48, 1, (7, 7), 3, 1, 1), vec![Channels]),
+            // 48 per group, two groups, batch 2; Pixels sweeps 77 positions, overlapping.
+            ((96, 2, (9, 5), 5, 2, 2), vec![Channels, Pixels]),
+            // 32-channel tiles of 14, pixel chunks on 2 threads.
+            ((64, 2, (6, 11), 3, 1, 2), vec![Channels]),
+            // 16-channel tiles of 24, 1x1 straight from the image.
+            ((32, 2, (5, 5), 1, 3, 1), vec![Channels]),
+            // A kernel wider than the map.
+            ((16, 1, (5, 5), 7, 1, 2), vec![Channels]),
+            // Barely one tile of 8 pixels.
+            ((48, 1, (3, 3), 3, 2, 1), vec![Channels]),
+            // 113 pixel tiles: four super-blocks and four passes; Pixels over 958 positions.
+            ((48, 1, (30, 30), 3, 1, 1), vec![Channels, Pixels]),
+            // 6 per group, 16 groups.
+            ((96, 16, (20, 19), 3, 2, 2), vec![Pixels]),
+            // 4 per group, a map narrower than a vector, two row chunks on 2 threads.
+            ((8, 2, (40, 3), 5, 1, 2), vec![Pixels]),
+            // 1x1 Pixels in row chunks straight to the output.
+            ((12, 1, (33, 17), 1, 1, 2), vec![Pixels]),
+        ];
+        for ((c, g, hw, k, n, threads), expect) in cases {
+            assert_eq!(
+                check(c, g, hw, k, n, threads),
+                expect,
+                "{c}x{hw:?} g={g} k={k}"
+            );
+        }
+    }
+
+    #[test]
+    fn packing_puts_each_weight_under_its_tile_channel_and_tap() {
+        let (c, groups, k) = (64, 2, 3); // 32 per group: 32-channel tiles
+        let weight: Vec<f32> = (0..c * 32 * 9).map(|i| i as f32).collect();
+        let p = PackedWeights::new(&weight, c, groups, k, Lanes::Channels).unwrap();
+        assert_eq!(p.tile(), 32);
+        // Output channel 37 (group 1, tile 1, lane 5), input channel 3, tap 4.
+        let (oc, ci, tap) = (37, 3, 4);
+        assert_eq!(
+            p.data[((32 + ci) * 9 + tap) * 32 + 5] as usize,
+            (oc * 32 + ci) * 9 + tap
+        );
+        let p = PackedWeights::new(&weight, c, groups, k, Lanes::Pixels).unwrap();
+        assert_eq!(p.tile(), 4); // 32 is not a multiple of 6
+                                 // Output channel 37 is tile 9, lane 1.
+        assert_eq!(
+            p.data[((9 * 32 + ci) * 9 + tap) * 4 + 1] as usize,
+            (oc * 32 + ci) * 9 + tap
+        );
+        assert!(PackedWeights::new(&[0.0; 24 * 24], 24, 1, 1, Lanes::Channels).is_none());
+        assert!(PackedWeights::new(&[0.0; 10 * 5], 10, 2, 1, Lanes::Pixels).is_none());
+        assert_eq!(
+            (
+                tile_channels(Lanes::Channels, 96),
+                tile_channels(Lanes::Channels, 64),
+                tile_channels(Lanes::Channels, 80),
+                tile_channels(Lanes::Pixels, 96),
+                tile_channels(Lanes::Pixels, 8),
+            ),
+            (Some(48), Some(32), Some(16), Some(6), Some(4))
+        );
+        assert_eq!(
+            (channel_tile_pixels(48, 49), channel_tile_pixels(48, 3136)),
+            (7, 8)
+        );
+        assert!(!fits(Lanes::Channels, 48, (2, 3), 3) && fits(Lanes::Channels, 48, (2, 4), 3));
+        // 64 positions for 6-channel tiles: 7x7 with a 3x3 kernel sweeps 6·9 + 7 = 61.
+        assert!(!fits(Lanes::Pixels, 6, (7, 7), 3) && fits(Lanes::Pixels, 6, (8, 8), 1));
+    }
+}
