@@ -44,8 +44,8 @@ fn extra_activations(p: &Point) -> u64 {
 const NATIVE_BLOCKED_SCRATCH_FLOATS: u64 = 1 << 14;
 
 /// Bytes of the convolution workspaces for `batch` images and `layers` layers: for the
-/// native CPU kernels per-thread im2col bands, or the register-blocked kernels' padded image
-/// and per-worker scratch, whichever is larger (shared by the layers); on CUDA one column matrix of the whole
+/// native CPU kernels per-thread im2col bands, or the register-blocked kernels' per-worker
+/// padded slab and scratch, whichever is larger (shared by the layers); on CUDA one column matrix of the whole
 /// batch and every channel of the conv per layer (each native layer keeps its own, reused
 /// across forwards; none where the direct kernel runs); for candle the column matrix of one
 /// group, live one layer at a time.
@@ -66,14 +66,17 @@ fn im2col_bytes(p: &Point, batch: u64, layers: u64, on_gpu: bool) -> Option<u64>
             let bands = NATIVE_BAND_FLOATS
                 .checked_mul(threads)?
                 .min(group_image.checked_mul(batch)?);
+            // Each worker's padded slab (at most every channel of the conv, all rows) and
+            // scratch.
             let padded_plane = (h as u64 + k - 1).checked_mul(w as u64 + k - 1)?;
-            let scratch = padded_plane
-                .checked_mul(6)?
-                .max(NATIVE_BLOCKED_SCRATCH_FLOATS)
-                .checked_mul(threads)?;
             let blocked = padded_plane
                 .checked_mul(channels as u64)?
-                .checked_add(scratch)?;
+                .checked_add(
+                    padded_plane
+                        .checked_mul(6)?
+                        .max(NATIVE_BLOCKED_SCRATCH_FLOATS),
+                )?
+                .checked_mul(threads)?;
             bands.max(blocked)
         }
         (Implementation::Native, true) if crate::ops::native::uses_direct(cg, h * w) => 0,

@@ -356,52 +356,28 @@ const L1_WEIGHT_FLOATS: usize = 6 * 1024;
 const SUPER_BLOCK_TILES: usize = 32;
 
 thread_local! {
-    /// The calling thread's padded image, kept between calls: every element is rewritten.
-    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each worker's padded slab: its unit's rows (plus the kernel's halo) of its group's
+    /// input planes, kept between calls; every element is rewritten.
+    static SLAB: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Each worker's scratch, kept between calls: a Channels super-block's partial sums
-    /// (the first pass writes what later passes read) or a Pixels unit's rows with their
+    /// (the first pass writes what later passes read) or a Pixels tile's rows with their
     /// junk columns (written before they are read).
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with this thread's scratch buffer, grown to at least `len` floats.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|buf| {
+/// Runs `f` with this thread's buffer `key`, grown to at least `len` floats.
+fn with_buffer<R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    key.with(|buf| {
         let mut buf = buf.borrow_mut();
         if buf.len() < len {
             buf.resize(len, 0.0);
         }
         f(&mut buf[..len])
     })
-}
-
-/// Copies image `x` (c planes of h x w) into `dst` (c planes of (h + 2·pad) x (w + 2·pad))
-/// with zero borders, planes in parallel on the current pool when it has several threads.
-fn pad_image(x: &[f32], dst: &mut [f32], g: &Geometry) {
-    let Geometry { h, w, k, .. } = *g;
-    let pad = k / 2;
-    let wp = w + 2 * pad;
-    let one = |(plane, dst): (&[f32], &mut [f32])| {
-        let (top, rest) = dst.split_at_mut(pad * wp);
-        top.fill(0.0);
-        let (body, bottom) = rest.split_at_mut(h * wp);
-        bottom.fill(0.0);
-        for (row, src) in body.chunks_exact_mut(wp).zip(plane.chunks_exact(w)) {
-            row[..pad].fill(0.0);
-            row[pad..pad + w].copy_from_slice(src);
-            row[pad + w..].fill(0.0);
-        }
-    };
-    let planes = (h + 2 * pad) * wp;
-    if rayon::current_num_threads() > 1 {
-        x.par_chunks_exact(h * w)
-            .zip(dst.par_chunks_exact_mut(planes))
-            .for_each(one);
-    } else {
-        x.chunks_exact(h * w)
-            .zip(dst.chunks_exact_mut(planes))
-            .for_each(one);
-    }
 }
 
 /// A grouped convolution (groups = 1: dense) of `g.c` channels in and out on `n` images,
@@ -421,6 +397,10 @@ impl Blocked<'_> {
     }
 
     /// Runs with the tiles of instruction set `isa` (tests run the portable loops too).
+    ///
+    /// Work units are (image, group, slice of tiles, chunk of output rows): each pads its
+    /// own rows (with the kernel's halo) of its group's input into a private slab, then runs
+    /// its tiles over them, so a worker reads what it padded and nothing crosses cores.
     pub(crate) fn run_with(&self, out: &mut [f32], out_image: usize, n: usize, isa: Isa) {
         let Geometry { c, h, w, k } = self.g;
         let (hw, cg, t, lanes) = (
@@ -442,141 +422,174 @@ impl Blocked<'_> {
             self.x.len() >= (n - 1) * self.x_image + c * hw,
             "input too small"
         );
-        let pad = k / 2;
-        let (hp, wp) = (h + 2 * pad, w + 2 * pad);
-        let taps: Vec<usize> = (0..k * k).map(|i| (i / k) * wp + i % k).collect();
-        // Work units: (channel tile, pixel chunk). Pixels are split only when the channel
-        // tiles alone leave a thread idle.
+        let wp = w + 2 * (k / 2);
         let threads = rayon::current_num_threads();
-        let tiles = c / t;
-        let most_chunks = match lanes {
-            Lanes::Channels => hw / channel_tile_pixels(t, hw),
-            // Chunks of whole rows, each with a tile of positions.
-            Lanes::Pixels => h / ((pixel_tile_vectors(t) * LANES).div_ceil(wp) + 1),
+        let (shape, min_rows, path) = match lanes {
+            Lanes::Channels => {
+                let px = channel_tile_pixels(t, hw);
+                (px, px.div_ceil(w), kernel_path::BLOCKED_OC)
+            }
+            Lanes::Pixels => {
+                let span = pixel_tile_vectors(t) * LANES;
+                (span, span.div_ceil(wp) + 1, kernel_path::BLOCKED_PX)
+            }
         };
-        let chunks = if threads > 1 && tiles < 2 * threads {
-            (2 * threads).div_ceil(tiles).min(most_chunks).max(1)
+        // With several threads and fewer (image, group) pairs than twice the threads, each
+        // pair is split: into chunks of rows where the map is tall enough for two per
+        // share, else into slices of its tiles (each slice pads the group's rows itself).
+        let (tiles, pairs) = (cg / t, n * self.groups);
+        let (slices, chunks) = if threads > 1 && pairs < 2 * threads {
+            let need = (2 * threads).div_ceil(pairs);
+            if h / min_rows >= 2 * need || tiles < need {
+                (1, need.min(h / min_rows).max(1))
+            } else {
+                (need, 1)
+            }
         } else {
-            1
+            (1, 1)
         };
-        let (path, shape) = match lanes {
-            Lanes::Channels => (kernel_path::BLOCKED_OC, channel_tile_pixels(t, hw)),
-            Lanes::Pixels => (kernel_path::BLOCKED_PX, pixel_tile_vectors(t) * LANES),
-        };
+        let per_pair = slices * chunks;
         kernel_path::note(&kernel_path::scheduled(
             path,
-            &format!("tile={t}x{shape},units={}", tiles * chunks),
+            &format!("tile={t}x{shape},units={}", self.groups * per_pair),
         ));
         let job = Job {
             cg,
             t,
             g: self.g,
-            taps: &taps,
-            weights: &self.weights.data,
-            chunks,
+            taps: (0..k * k).map(|i| (i / k) * wp + i % k).collect(),
             isa,
         };
         let dst = OutPtr(out.as_mut_ptr());
-        for b in 0..n {
-            let x = &self.x[b * self.x_image..][..c * hw];
-            // SAFETY: image b's output starts inside `out` (asserted above).
-            let out_b = OutPtr(unsafe { dst.at(b * out_image) });
-            let units = |src: &[f32], plane_stride: usize| {
-                let unit = |u: usize| match lanes {
-                    Lanes::Channels => job.channels_unit(src, plane_stride, out_b, u),
-                    Lanes::Pixels => job.pixels_unit(src, plane_stride, out_b, u),
-                };
-                if threads > 1 {
-                    (0..tiles * chunks).into_par_iter().for_each(unit);
-                } else {
-                    (0..tiles * chunks).for_each(unit);
-                }
-            };
-            if k == 1 {
-                units(x, hw);
-            } else {
-                PADDED.with(|buf| {
-                    let mut buf = buf.borrow_mut();
-                    let len = c * hp * wp;
-                    if buf.len() < len {
-                        buf.resize(len, 0.0);
-                    }
-                    pad_image(x, &mut buf[..len], &self.g);
-                    units(&buf[..len], hp * wp);
-                });
-            }
+        let unit = |u: usize| {
+            let (pair, part) = (u / per_pair, u % per_pair);
+            let (b, grp) = (pair / self.groups, pair % self.groups);
+            let (slice, chunk) = (part / chunks, part % chunks);
+            let rows = (chunk * h / chunks, (chunk + 1) * h / chunks);
+            let slice_tiles = (slice * tiles / slices, (slice + 1) * tiles / slices);
+            let group_x = &self.x[b * self.x_image + grp * cg * hw..][..cg * hw];
+            // The group's tiles are consecutive in the packing.
+            let group_weights = &self.weights.data[grp * cg * cg * k * k..][..cg * cg * k * k];
+            // SAFETY: image b's channel grp·cg lies inside `out` (asserted above).
+            let group_out = OutPtr(unsafe { dst.at(b * out_image + grp * cg * hw) });
+            job.unit(
+                group_x,
+                group_weights,
+                group_out,
+                (rows, slice_tiles),
+                lanes,
+            );
+        };
+        let units = pairs * per_pair;
+        if threads > 1 {
+            (0..units).into_par_iter().for_each(unit);
+        } else {
+            (0..units).for_each(unit);
         }
     }
 }
 
 /// What every work unit of one convolution shares.
-struct Job<'a> {
+struct Job {
+    /// Channels per group.
     cg: usize,
     /// Output channels per tile.
     t: usize,
     g: Geometry,
-    taps: &'a [usize],
-    weights: &'a [f32],
-    chunks: usize,
+    /// Offset of each tap from a window corner in a slab (row stride w + k - 1).
+    taps: Vec<usize>,
     isa: Isa,
 }
 
-impl Job<'_> {
-    /// The tile index, its group's first input plane and its packed weights of unit `u`.
-    fn tile_of<'s>(
+impl Job {
+    /// One unit: output rows y0..y1 of tiles t0..t1 of one group of one image. `x` holds
+    /// the group's cg input planes, `weights` its packed tiles, `out` points at its first
+    /// output channel.
+    fn unit(
         &self,
-        src: &'s [f32],
-        plane_stride: usize,
-        u: usize,
-    ) -> (usize, &'s [f32], &[f32]) {
-        let tile_index = u / self.chunks;
-        let grp = tile_index * self.t / self.cg;
-        let per_tile = self.cg * self.taps.len() * self.t;
-        (
-            tile_index,
-            &src[grp * self.cg * plane_stride..],
-            &self.weights[tile_index * per_tile..][..per_tile],
-        )
+        x: &[f32],
+        weights: &[f32],
+        out: OutPtr,
+        ((y0, y1), (t0, t1)): ((usize, usize), (usize, usize)),
+        lanes: Lanes,
+    ) {
+        let Geometry { h, w, k, .. } = self.g;
+        let pad = k / 2;
+        let wp = w + 2 * pad;
+        let slab_rows = y1 - y0 + 2 * pad;
+        let plane_stride = slab_rows * wp;
+        with_buffer(&SLAB, self.cg * plane_stride, |slab| {
+            // Slab row r holds input row y0 + r - pad, zero outside the image and in the
+            // left and right borders.
+            for (plane, dst) in x
+                .chunks_exact(h * w)
+                .zip(slab.chunks_exact_mut(plane_stride))
+            {
+                for (r, row) in dst.chunks_exact_mut(wp).enumerate() {
+                    match (y0 + r).checked_sub(pad).filter(|&iy| iy < h) {
+                        Some(iy) => {
+                            row[..pad].fill(0.0);
+                            row[pad..pad + w].copy_from_slice(&plane[iy * w..][..w]);
+                            row[pad + w..].fill(0.0);
+                        }
+                        None => row.fill(0.0),
+                    }
+                }
+            }
+            let per_tile = self.cg * self.taps.len() * self.t;
+            for (tile, w) in weights.chunks_exact(per_tile).enumerate().take(t1).skip(t0) {
+                let at = (tile, w, out);
+                match lanes {
+                    Lanes::Channels => self.channels_tile(slab, plane_stride, at, (y0, y1)),
+                    Lanes::Pixels => self.pixels_tile(slab, plane_stride, at, (y0, y1)),
+                }
+            }
+        });
     }
 
-    /// One Channels unit: its tile of channels over its chunk of pixels, in passes over the
-    /// input channels whose weights stay in L1 while a super-block of tiles reuses them.
-    fn channels_unit(&self, src: &[f32], plane_stride: usize, out: OutPtr, u: usize) {
+    /// One Channels tile (index `tile` in the group, its packed `weights`) over output rows y0..y1, read from the slab, in passes
+    /// over the input channels whose weights stay in L1 while a super-block of pixel tiles
+    /// reuses them.
+    fn channels_tile(
+        &self,
+        slab: &[f32],
+        plane_stride: usize,
+        (tile, weights, out): (usize, &[f32], OutPtr),
+        (y0, y1): (usize, usize),
+    ) {
         let Geometry { h, w, k, .. } = self.g;
         let (hw, wp, t, kk) = (h * w, w + 2 * (k / 2), self.t, k * k);
         let px = channel_tile_pixels(t, hw);
-        let (tile_index, group_src, weights) = self.tile_of(src, plane_stride, u);
-        let chunk = u % self.chunks;
-        let (p0, p1) = (chunk * hw / self.chunks, (chunk + 1) * hw / self.chunks);
-        let starts: Vec<usize> = block_starts(p0, p1, px).collect();
+        let starts: Vec<usize> = block_starts(y0 * w, y1 * w, px).collect();
         let pass_channels = (L1_WEIGHT_FLOATS / (kk * t)).clamp(1, self.cg);
         for block in starts.chunks(SUPER_BLOCK_TILES) {
+            // Window corners in the slab, whose row 0 is output row y0's.
             let off: Vec<usize> = block
                 .iter()
-                .flat_map(|&q| (q..q + px).map(|p| (p / w) * wp + p % w))
+                .flat_map(|&q| (q..q + px).map(|p| (p / w - y0) * wp + p % w))
                 .collect();
-            with_scratch(block.len() * px * t, |partial| {
+            with_buffer(&SCRATCH, block.len() * px * t, |partial| {
                 for ci0 in (0..self.cg).step_by(pass_channels) {
                     let channels = pass_channels.min(self.cg - ci0);
                     let last = ci0 + channels == self.cg;
                     for (i, &q) in block.iter().enumerate() {
                         let tile = Tile {
-                            src: group_src[ci0 * plane_stride..].as_ptr(),
+                            src: slab[ci0 * plane_stride..].as_ptr(),
                             plane_stride,
                             channels,
-                            taps: self.taps,
+                            taps: &self.taps,
                             w: &weights[ci0 * kk * t..][..channels * kk * t],
                             off: &off[i * px..][..px],
                             partial: partial[i * px * t..][..px * t].as_mut_ptr(),
                             first: ci0 == 0,
-                            // SAFETY: channel tile_index·t at pixel q lies in the image's
+                            // SAFETY: the tile's channels at pixel q lie in the group's
                             // output.
-                            last: last.then(|| unsafe { out.at(tile_index * t * hw + q) }),
+                            last: last.then(|| unsafe { out.at(tile * t * hw + q) }),
                             hw,
                         };
-                        // SAFETY: window corners plus taps stay inside each padded plane (or
-                        // the image, for 1x1); `partial` is this worker's; this unit alone
-                        // writes channels tile_index·t.. of pixels p0..p1.
+                        // SAFETY: window corners plus taps stay inside each slab plane;
+                        // `partial` is this worker's; this unit alone writes rows y0..y1 of
+                        // the group's output.
                         unsafe { run_tile(&tile, t, self.isa) };
                     }
                 }
@@ -584,48 +597,47 @@ impl Job<'_> {
         }
     }
 
-    /// One Pixels unit: its tile of channels over its chunk of rows, swept as the flattened
-    /// padded planes (the image itself for 1x1) in steps of 16·P positions (the last step
-    /// ending at the chunk's last output, overlapping its neighbour), into rows with junk
-    /// columns in scratch; then the real columns are copied out.
-    fn pixels_unit(&self, src: &[f32], plane_stride: usize, out: OutPtr, u: usize) {
+    /// One Pixels tile (index `tile` in the group, its packed `weights`) over output rows y0..y1: the slab's flattened planes
+    /// swept in steps of 16·P positions (the last step ending at the last output, overlapping
+    /// its neighbour) into rows with junk columns in scratch; then the real columns are
+    /// copied out.
+    fn pixels_tile(
+        &self,
+        slab: &[f32],
+        plane_stride: usize,
+        (tile, weights, out): (usize, &[f32], OutPtr),
+        (y0, y1): (usize, usize),
+    ) {
         let Geometry { h, w, k, .. } = self.g;
         let (hw, wp, r) = (h * w, w + 2 * (k / 2), self.t);
         let span = pixel_tile_vectors(r) * LANES;
-        let (tile_index, group_src, weights) = self.tile_of(src, plane_stride, u);
-        let chunk = u % self.chunks;
-        let (y0, y1) = (chunk * h / self.chunks, (chunk + 1) * h / self.chunks);
-        // Flattened positions of the chunk's first and one past its last output.
-        let (f0, f1) = (y0 * wp, (y1 - 1) * wp + w);
-        let sweep = |dst: *mut f32, dst_stride: usize, dst_f0: usize| {
-            for at in block_starts(f0, f1, span) {
-                let tile = PixelTile {
-                    src: group_src[at..].as_ptr(),
+        // Slab positions of the first output's window corner and one past the last's.
+        let len = (y1 - y0 - 1) * wp + w;
+        with_buffer(&SCRATCH, r * len, |rows| {
+            for at in block_starts(0, len, span) {
+                let pixel_tile = PixelTile {
+                    src: slab[at..].as_ptr(),
                     plane_stride,
                     channels: self.cg,
-                    taps: self.taps,
+                    taps: &self.taps,
                     w: weights,
-                    // SAFETY: positions at..at + span of rows r < R lie in the destination.
-                    out: unsafe { dst.add(at - dst_f0) },
-                    out_stride: dst_stride,
+                    // SAFETY: positions at..at + span of rows r < R lie in scratch.
+                    out: unsafe { rows.as_mut_ptr().add(at) },
+                    out_stride: len,
                 };
-                // SAFETY: the window of every position before f1 stays inside its padded
-                // plane; this unit alone writes these positions of channels tile_index·r..
-                unsafe { run_pixel_tile(&tile, r, self.isa) };
+                // SAFETY: the window of every position before len stays inside its slab
+                // plane; `rows` is this worker's.
+                unsafe { run_pixel_tile(&pixel_tile, r, self.isa) };
             }
-        };
-        // SAFETY: channel tile_index·r of the image's output.
-        let first_channel = unsafe { out.at(tile_index * r * hw) };
-        with_scratch(r * (f1 - f0), |rows| {
-            sweep(rows.as_mut_ptr(), f1 - f0, f0);
             for o in 0..r {
                 for y in y0..y1 {
-                    let from = &rows[o * (f1 - f0) + (y - y0) * wp..][..w];
-                    // SAFETY: row y of channel tile_index·r + o, written by this unit only.
+                    let from = &rows[o * len + (y - y0) * wp..][..w];
+                    // SAFETY: row y of channel tile·r + o of the group, written by this unit
+                    // only.
                     unsafe {
                         std::ptr::copy_nonoverlapping(
                             from.as_ptr(),
-                            first_channel.add(o * hw + y * w),
+                            out.at((tile * r + o) * hw + y * w),
                             w,
                         )
                     };
@@ -735,8 +747,12 @@ mod tests {
             ((96, 16, (20, 19), 3, 2, 2), vec![Pixels]),
             // 4 per group, a map narrower than a vector, two row chunks on 2 threads.
             ((8, 2, (40, 3), 5, 1, 2), vec![Pixels]),
-            // 1x1 Pixels in row chunks straight to the output.
+            // 1x1 Pixels in row chunks.
             ((12, 1, (33, 17), 1, 1, 2), vec![Pixels]),
+            // Two rows, four 48-channel tiles on 2 threads: four slices of tiles.
+            ((192, 1, (2, 8), 3, 1, 2), vec![Channels]),
+            // Four 6-channel tiles per group, too few rows to split: two slices each.
+            ((48, 2, (5, 20), 3, 1, 2), vec![Pixels]),
         ];
         for ((c, g, hw, k, n, threads), expect) in cases {
             assert_eq!(
