@@ -4,7 +4,9 @@
 //! f32. Per case it prints each kernel's median (median over rounds of the round's median),
 //! its time over the fastest kernel's (median of per-round ratios), and whether the
 //! dispatcher (`conv_kernel`) picks the fastest. Before timing, each kernel's output is
-//! checked against the first kernel's.
+//! checked against the first kernel's. PConv's cases time its partial conv as a dense conv of
+//! c_p channels: the direct stencil's gather and copy-back of those channels, which the layer
+//! pays, are left out, so the comparison leans towards the stencil if anything.
 //!
 //!     cargo bench --bench cutover                     # every case, 1 thread
 //!     cargo bench --bench cutover -- --threads 2 --k 3
@@ -94,9 +96,9 @@ fn main() {
         args.iter()
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1))
-            .map(|v| {
-                v.parse::<usize>()
-                    .unwrap_or_else(|_| panic!("{flag} {v}: a positive integer is allowed"))
+            .map(|v| match v.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => panic!("{flag} {v}: a positive integer is allowed"),
             })
     };
     let threads = value("--threads").unwrap_or(1);
@@ -127,9 +129,11 @@ fn main() {
         }
         let x = ops::uniform(c * h * w, 1.0, &mut ops::seeded_rng(1));
         let mut out = vec![0f32; x.len()];
+        // Each kernel writes into a NaN-filled buffer, so an element it skips shows.
         let outputs: Vec<Vec<f32>> = layers
             .iter()
             .map(|(_, l)| {
+                out.fill(f32::NAN);
                 pool.install(|| l.run(&x, &mut out, 1, h, w));
                 out.clone()
             })
@@ -140,8 +144,9 @@ fn main() {
                 .iter()
                 .zip(&outputs[0])
                 .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            // f32::max ignores NaN: a skipped element fails the finiteness check instead.
             assert!(
-                err <= 1e-4 * scale,
+                o.iter().all(|v| v.is_finite()) && err <= 1e-4 * scale,
                 "{}: {kern:?} disagrees by {err}",
                 case.label
             );

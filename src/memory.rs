@@ -43,10 +43,44 @@ fn extra_activations(p: &Point) -> u64 {
 /// (a Channels super-block's partial sums: at most 32 tiles of 14 x 32).
 const NATIVE_BLOCKED_SCRATCH_FLOATS: u64 = 1 << 14;
 
+/// Floats the register-blocked kernels hold for a native CPU point with `layers` layers,
+/// where any of its convolutions can run them (AVX-512, k > 1, more than one channel per
+/// group): each worker's padded slab (a group's channels over all rows, at most the input's
+/// c: a block's 3x3 convs are no wider) and scratch, and a packed copy of every
+/// layer's weights (two when training: the input gradient's layer packs its own).
+fn blocked_floats(p: &Point, layers: u64) -> Option<u64> {
+    use crate::ops::native::simd::{isa, Isa};
+    let s = &p.spec;
+    let k = s.kernel as u64;
+    if isa() != Isa::Avx512 || k == 1 || s.kind == OpKind::DWConv {
+        return Some(0);
+    }
+    let FeatureMap { c, h, w } = s.map;
+    let padded_plane = (h as u64 + k - 1).checked_mul(w as u64 + k - 1)?;
+    let per_worker = padded_plane.checked_mul(c as u64)?.checked_add(
+        padded_plane
+            .checked_mul(6)?
+            .max(NATIVE_BLOCKED_SCRATCH_FLOATS),
+    )?;
+    let copies = if p.pass == crate::ops::Pass::Train {
+        2
+    } else {
+        1
+    };
+    let packed = s
+        .cost()
+        .weight_elements
+        .checked_mul(layers)?
+        .checked_mul(copies)?;
+    per_worker
+        .checked_mul(p.threads as u64)?
+        .checked_add(packed)
+}
+
 /// Bytes of the convolution workspaces for `batch` images and `layers` layers: for the
-/// native CPU kernels per-thread im2col bands, or the register-blocked kernels' per-worker
-/// padded slab and scratch, whichever is larger (shared by the layers); on CUDA one column matrix of the whole
-/// batch and every channel of the conv per layer (each native layer keeps its own, reused
+/// native CPU kernels per-thread im2col bands, or the register-blocked kernels' slabs,
+/// scratch and packed weights, whichever is larger (shared by the layers); on CUDA one column
+/// matrix of the whole batch and every channel of the conv per layer (each native layer keeps its own, reused
 /// across forwards; none where the direct kernel runs); for candle the column matrix of one
 /// group, live one layer at a time.
 fn im2col_bytes(p: &Point, batch: u64, layers: u64, on_gpu: bool) -> Option<u64> {
@@ -66,18 +100,7 @@ fn im2col_bytes(p: &Point, batch: u64, layers: u64, on_gpu: bool) -> Option<u64>
             let bands = NATIVE_BAND_FLOATS
                 .checked_mul(threads)?
                 .min(group_image.checked_mul(batch)?);
-            // Each worker's padded slab (at most every channel of the conv, all rows) and
-            // scratch.
-            let padded_plane = (h as u64 + k - 1).checked_mul(w as u64 + k - 1)?;
-            let blocked = padded_plane
-                .checked_mul(channels as u64)?
-                .checked_add(
-                    padded_plane
-                        .checked_mul(6)?
-                        .max(NATIVE_BLOCKED_SCRATCH_FLOATS),
-                )?
-                .checked_mul(threads)?;
-            bands.max(blocked)
+            bands.max(blocked_floats(p, layers)?)
         }
         (Implementation::Native, true) if crate::ops::native::uses_direct(cg, h * w) => 0,
         (Implementation::Native, true) => plane

@@ -17,8 +17,8 @@
 //!
 //! Weights are repacked per tile as [input channel][tap][output channel of the tile]. The
 //! dispatcher (`super::conv_kernel`) picks these kernels on AVX-512 only, where they were
-//! measured; a portable version of each loop (scalar, any CPU) backs them elsewhere and in
-//! tests.
+//! measured; a portable version of each loop (scalar, any CPU) checks their indexing in tests
+//! on any machine.
 
 use rayon::prelude::*;
 
@@ -76,9 +76,9 @@ fn pixel_tile_vectors(r: usize) -> usize {
 }
 
 /// Floats of the flattened padded plane from the first output's window corner to the last
-/// output's: what a Pixels kernel sweeps.
+/// output's: what a Pixels kernel sweeps (h >= 1).
 fn flat_outputs(h: usize, w: usize, k: usize) -> usize {
-    (h - 1) * (w + k - 1) + w
+    (h - 1) * (w + 2 * (k / 2)) + w
 }
 
 /// Whether the kernel with `lanes` can run `cg` channels per group on an h x w map with a
@@ -88,6 +88,7 @@ pub fn fits(lanes: Lanes, cg: usize, (h, w): (usize, usize), k: usize) -> bool {
     let hw = h * w;
     match (lanes, tile_channels(lanes, cg)) {
         (_, None) => false,
+        _ if hw == 0 || k.is_multiple_of(2) => false,
         (Lanes::Channels, Some(t)) => hw >= channel_tile_pixels(t, hw) && hw < (1 << 26),
         (Lanes::Pixels, Some(r)) => flat_outputs(h, w, k) >= pixel_tile_vectors(r) * LANES,
     }
@@ -135,8 +136,7 @@ impl PackedWeights {
 
 /// What one tile reads and writes.
 struct Tile<'a> {
-    /// The tile's first input channel of this pass (a padded plane, or the image itself for
-    /// 1x1).
+    /// The tile's first input channel of this pass, in the unit's padded slab.
     src: *const f32,
     /// Floats between consecutive input planes.
     plane_stride: usize,
@@ -352,7 +352,7 @@ unsafe fn run_pixel_tile(t: &PixelTile, r: usize, isa: Isa) {
 const L1_WEIGHT_FLOATS: usize = 6 * 1024;
 
 /// Tiles that share one pass's weights before the next pass (their partial sums, at most
-/// 32 · 8 · 48 floats, stay in L2).
+/// 32 tiles of 14 x 32 floats, stay in L2).
 const SUPER_BLOCK_TILES: usize = 32;
 
 thread_local! {
@@ -376,9 +376,17 @@ fn with_buffer<R>(
         if buf.len() < len {
             buf.resize(len, 0.0);
         }
-        f(&mut buf[..len])
+        let result = f(&mut buf[..len]);
+        // A huge map's buffer is not kept for the points after it.
+        if buf.len() > KEPT_BUFFER_FLOATS {
+            *buf = Vec::new();
+        }
+        result
     })
 }
+
+/// Largest per-thread buffer kept between calls (16 MiB, as much as four im2col bands).
+const KEPT_BUFFER_FLOATS: usize = 1 << 22;
 
 /// A grouped convolution (groups = 1: dense) of `g.c` channels in and out on `n` images,
 /// with the same strided input and output as [`super::gemm_conv::Conv`].
@@ -422,6 +430,8 @@ impl Blocked<'_> {
             self.x.len() >= (n - 1) * self.x_image + c * hw,
             "input too small"
         );
+        // Images' outputs must not overlap: units of different images run concurrently.
+        assert!(n <= 1 || out_image >= c * hw, "output images overlap");
         let wp = w + 2 * (k / 2);
         let threads = rayon::current_num_threads();
         let (shape, min_rows, path) = match lanes {
@@ -436,10 +446,10 @@ impl Blocked<'_> {
         };
         // With several threads and fewer (image, group) pairs than twice the threads, each
         // pair is split, into slices of its tiles (each slice pads the group's rows itself)
-        // where there are enough tiles and either the map is too short for rows or a tile's
-        // weights outweigh a padded plane (each chunk of rows would stream every tile's
-        // weights again: Conv 384x14x14 on 2 threads ran 1.62x its 1-thread speed split
-        // by rows); else into chunks of rows.
+        // where there are enough tiles and either the map is too short for rows or the
+        // group's weights outweigh its padded planes (cg·k² > one padded plane: each chunk of
+        // rows would stream every tile's weights again; Conv 384x14x14 on 2 threads ran 1.62x
+        // its 1-thread speed split by rows); else into chunks of rows.
         let (tiles, pairs) = (cg / t, n * self.groups);
         let padded_plane = (h + 2 * (k / 2)) * wp;
         let (slices, chunks) = if threads > 1 && pairs < 2 * threads {
@@ -454,6 +464,8 @@ impl Blocked<'_> {
             (1, 1)
         };
         let per_pair = slices * chunks;
+        // The label counts one image's units (how a pair is split depends on the batch too:
+        // n · groups pairs).
         kernel_path::note(&kernel_path::scheduled(
             path,
             &format!("tile={t}x{shape},units={}", self.groups * per_pair),
@@ -673,7 +685,7 @@ mod tests {
         k: usize,
         n: usize,
         threads: usize,
-    ) -> Vec<Lanes> {
+    ) -> Vec<(Lanes, String)> {
         let spec = OpSpec {
             kind: if groups == 1 {
                 OpKind::Conv
@@ -717,15 +729,16 @@ mod tests {
                     groups,
                     g: Geometry { c, h, w, k },
                 };
-                pool.install(|| conv.run_with(&mut out, c * h * w, n, isa));
+                let ((), path) = pool
+                    .install(|| kernel_path::traced(|| conv.run_with(&mut out, c * h * w, n, isa)));
                 let (_, rel) = compare(&wide(&out), &reference);
                 assert!(
                     rel < 1e-5,
                     "{c}x{h}x{w} k={k} g={groups} n={n} {threads} threads {lanes:?} {isa:?}: \
                      rel err {rel}"
                 );
+                ran.push((lanes, path));
             }
-            ran.push(lanes);
         }
         ran
     }
@@ -733,38 +746,51 @@ mod tests {
     #[test]
     fn blocked_tiles_match_the_reference() {
         use Lanes::{Channels, Pixels};
+        // (c, groups, map, k, batch, threads), the kernels that fit, and for splits the work
+        // units per image the schedule must make.
         let cases = [
             // 48-channel tiles of 7 pixels; 61 positions are too few for 6 x 64.
-            ((48, 1, (7, 7), 3, 1, 1), vec![Channels]),
+            ((48, 1, (7, 7), 3, 1, 1), vec![Channels], None),
             // 48 per group, two groups, batch 2; Pixels sweeps 77 positions, overlapping.
-            ((96, 2, (9, 5), 5, 2, 2), vec![Channels, Pixels]),
-            // 32-channel tiles of 14, pixel chunks on 2 threads.
-            ((64, 2, (6, 11), 3, 1, 2), vec![Channels]),
-            // 16-channel tiles of 24, 1x1 straight from the image.
-            ((32, 2, (5, 5), 1, 3, 1), vec![Channels]),
+            ((96, 2, (9, 5), 5, 2, 2), vec![Channels, Pixels], None),
+            // 32-channel tiles of 14 on 2 threads: two chunks of rows per group.
+            ((64, 2, (6, 11), 3, 1, 2), vec![Channels], Some(4)),
+            // 16-channel tiles of 24, 1x1.
+            ((32, 2, (5, 5), 1, 3, 1), vec![Channels], None),
             // A kernel wider than the map.
-            ((16, 1, (5, 5), 7, 1, 2), vec![Channels]),
-            // Barely one tile of 8 pixels.
-            ((48, 1, (3, 3), 3, 2, 1), vec![Channels]),
-            // 113 pixel tiles: four super-blocks and four passes; Pixels over 958 positions.
-            ((48, 1, (30, 30), 3, 1, 1), vec![Channels, Pixels]),
-            // 6 per group, 16 groups.
-            ((96, 16, (20, 19), 3, 2, 2), vec![Pixels]),
-            // 4 per group, a map narrower than a vector, two row chunks on 2 threads.
-            ((8, 2, (40, 3), 5, 1, 2), vec![Pixels]),
-            // 1x1 Pixels in row chunks.
-            ((12, 1, (33, 17), 1, 1, 2), vec![Pixels]),
+            ((16, 1, (5, 5), 7, 1, 2), vec![Channels], None),
+            // Two overlapping tiles of 7 pixels on 9.
+            ((48, 1, (3, 3), 3, 2, 1), vec![Channels], None),
+            // 129 tiles of 7 pixels: five super-blocks and four passes; Pixels over 958
+            // positions.
+            ((48, 1, (30, 30), 3, 1, 1), vec![Channels, Pixels], None),
+            // 6 per group, 16 groups: no split needed.
+            ((96, 16, (20, 19), 3, 2, 2), vec![Pixels], Some(16)),
+            // 4 per group, a map narrower than a vector, two row chunks per group.
+            ((8, 2, (40, 3), 5, 1, 2), vec![Pixels], Some(4)),
+            // 1x1 Pixels in four row chunks.
+            ((12, 1, (33, 17), 1, 1, 2), vec![Pixels], Some(4)),
             // Two rows, four 48-channel tiles on 2 threads: four slices of tiles.
-            ((192, 1, (2, 8), 3, 1, 2), vec![Channels]),
+            ((192, 1, (2, 8), 3, 1, 2), vec![Channels], Some(4)),
             // Four 6-channel tiles per group, too few rows to split: two slices each.
-            ((48, 2, (5, 20), 3, 1, 2), vec![Pixels]),
+            ((48, 2, (5, 20), 3, 1, 2), vec![Pixels], Some(4)),
+            // Batch 3 on 2 threads, one tile: each image split into two chunks of rows.
+            ((48, 1, (12, 12), 3, 3, 2), vec![Channels, Pixels], Some(2)),
         ];
-        for ((c, g, hw, k, n, threads), expect) in cases {
-            assert_eq!(
-                check(c, g, hw, k, n, threads),
-                expect,
-                "{c}x{hw:?} g={g} k={k}"
-            );
+        for ((c, g, hw, k, n, threads), expect, units) in cases {
+            let ran = check(c, g, hw, k, n, threads);
+            let lanes: Vec<Lanes> = ran.iter().map(|(l, _)| *l).collect::<Vec<_>>();
+            let mut distinct = lanes.clone();
+            distinct.dedup();
+            assert_eq!(distinct, expect, "{c}x{hw:?} g={g} k={k}");
+            if let Some(units) = units {
+                for (lanes, path) in &ran {
+                    assert!(
+                        path.ends_with(&format!(",units={units}]")),
+                        "{c}x{hw:?} g={g} k={k} {lanes:?}: {path}"
+                    );
+                }
+            }
         }
     }
 

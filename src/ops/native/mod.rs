@@ -86,29 +86,21 @@ impl ConvKernel {
             Some(lanes) => simd::isa() == simd::Isa::Avx512 && blocked::fits(lanes, cg, (h, w), k),
         }
     }
-
-    /// The kernel-path label of this kernel for a k x k convolution.
-    pub fn path(self, k: usize) -> &'static str {
-        match self {
-            ConvKernel::Direct => kernel_path::DIRECT,
-            ConvKernel::Gemm if k == 1 => kernel_path::GEMM,
-            ConvKernel::Gemm => kernel_path::IM2COL_GEMM,
-            ConvKernel::BlockedOc => kernel_path::BLOCKED_OC,
-            ConvKernel::BlockedPx => kernel_path::BLOCKED_PX,
-        }
-    }
 }
 
 /// The kernel for a convolution with `cg` channels per group on an h x w map with a k x k
-/// kernel: the one rule the dispatcher follows and the trace names.
+/// kernel: the one rule the dispatcher follows.
+///
+/// The register-blocked kernels note their own trace labels, with their tiles and
+/// schedule; the others note theirs.
 ///
 /// For k > 1 on AVX-512 the register-blocked kernels run wherever their tiles fit, channel
-/// lanes first: measured by `cargo bench --bench cutover` (docs/native-kernels.md), they beat
-/// the direct stencil and im2col + GEMM at every k = 3, 5, 7 convolution of the Table 1 and
-/// sweep suites but three (Conv at 768x7x7 with k = 5, 7, within 8 % of GEMM; PConv's
-/// 24-channel conv at 384x14x14, a tie with the stencil), and channel lanes beat pixel
-/// lanes wherever both fit. For 1x1 the GEMM stays: it beat both (PWConv at 96x56x56:
-/// 0.42 ms GEMM, 0.45 ms pixel lanes, 0.72 ms channel lanes).
+/// lanes first; for 1x1 the GEMM. Measured by `cargo bench --bench cutover` on the 100
+/// convolutions of the Table 1 and sweep suites (`results/cpu-xeon-2c-1t-cutover.md`), this
+/// picks the fastest kernel or one within 3 % of it everywhere but Conv 5x5 and PConv 7x7
+/// n_div=2's conv at 768x7x7 (im2col + GEMM 5 % faster); on 2 threads
+/// (`results/cpu-xeon-2c-2t-cutover.md`) everywhere but Conv 7x7 at 96x56x56 (pixel lanes 7 %
+/// faster). For PWConv at 96x56x56 the GEMM took 0.47 ms, either blocked kernel 0.74 ms.
 pub fn conv_kernel(cg: usize, (h, w): (usize, usize), k: usize) -> ConvKernel {
     let order: &[ConvKernel] = if k == 1 {
         &[]
@@ -132,9 +124,10 @@ pub struct NativeLayer {
     groups: usize,
     partial: usize,
     forward: PConvForward,
-    /// The weights packed for the register-blocked kernels, where their tiles fit.
-    packed_oc: Option<blocked::PackedWeights>,
-    packed_px: Option<blocked::PackedWeights>,
+    /// The weights packed for each register-blocked kernel, on its first use (a layer runs
+    /// one kernel, so it holds at most one packed copy).
+    packed_oc: std::sync::OnceLock<Option<blocked::PackedWeights>>,
+    packed_px: std::sync::OnceLock<Option<blocked::PackedWeights>>,
     /// A kernel forced by a tool that times kernels against each other (else the
     /// dispatcher's choice).
     forced: Option<ConvKernel>,
@@ -156,20 +149,8 @@ impl NativeLayer {
             groups,
             partial: channels,
             forward: spec.forward.unwrap_or(PConvForward::SplitCat),
-            packed_oc: blocked::PackedWeights::new(
-                &weights.data,
-                channels,
-                groups,
-                spec.kernel,
-                blocked::Lanes::Channels,
-            ),
-            packed_px: blocked::PackedWeights::new(
-                &weights.data,
-                channels,
-                groups,
-                spec.kernel,
-                blocked::Lanes::Pixels,
-            ),
+            packed_oc: Default::default(),
+            packed_px: Default::default(),
             forced: None,
             #[cfg(feature = "cuda")]
             gpu_weight: Default::default(),
@@ -235,29 +216,32 @@ impl NativeLayer {
         g: Geometry,
         groups: usize,
     ) {
-        let packed = match kernel {
-            ConvKernel::BlockedOc => &self.packed_oc,
-            ConvKernel::BlockedPx => &self.packed_px,
-            ConvKernel::Direct | ConvKernel::Gemm => &None,
+        let (cell, lanes) = match kernel {
+            ConvKernel::BlockedOc => (&self.packed_oc, blocked::Lanes::Channels),
+            ConvKernel::BlockedPx => (&self.packed_px, blocked::Lanes::Pixels),
+            ConvKernel::Direct | ConvKernel::Gemm => {
+                return gemm_conv::Conv {
+                    x,
+                    x_image,
+                    weight: &self.weight,
+                    groups,
+                    g,
+                }
+                .run(out, out_image, n)
+            }
         };
-        match packed {
-            Some(weights) => blocked::Blocked {
-                x,
-                x_image,
-                weights,
-                groups,
-                g,
-            }
-            .run(out, out_image, n),
-            _ => gemm_conv::Conv {
-                x,
-                x_image,
-                weight: &self.weight,
-                groups,
-                g,
-            }
-            .run(out, out_image, n),
+        let weights = cell
+            .get_or_init(|| blocked::PackedWeights::new(&self.weight, g.c, groups, g.k, lanes))
+            .as_ref()
+            .expect("the dispatcher picks a blocked kernel only where its tiles fit");
+        blocked::Blocked {
+            x,
+            x_image,
+            weights,
+            groups,
+            g,
         }
+        .run(out, out_image, n)
     }
 
     /// PConv: the partial conv on channels 0..c_p, the rest passed through.
@@ -268,10 +252,7 @@ impl NativeLayer {
             PConvForward::SplitCat => cp, // only the untouched channels
             PConvForward::Slicing => 0,   // the clone: every channel
         };
-        for b in 0..n {
-            let range = b * image + copy_from * hw..(b + 1) * image;
-            out[range.clone()].copy_from_slice(&x[range]);
-        }
+        copy_channels(x, out, (n, image), copy_from * hw..image);
         let partial = Geometry { c: cp, ..g };
         match self.kernel(cp, &g) {
             ConvKernel::Direct => {
@@ -287,6 +268,38 @@ impl NativeLayer {
                 }
             }
             kernel => self.strided(kernel, (x, image), (out, image), n, partial, 1),
+        }
+    }
+}
+
+/// Copies elements `range` of each of `n` images (`image` floats apart) from `x` to `out`,
+/// split over the current pool's threads: a serial copy would hold PConv's scaling on two
+/// threads to 1.1-1.6x (`results/cpu-xeon-2c-table1-threads.json` at 3d0b75a).
+fn copy_channels(
+    x: &[f32],
+    out: &mut [f32],
+    (n, image): (usize, usize),
+    range: std::ops::Range<usize>,
+) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    let len = range.len();
+    if len == 0 {
+        return;
+    }
+    // Pieces of at least 16 Ki floats, about two per thread per image.
+    let piece = len.div_ceil(2 * threads).max(1 << 14);
+    for b in 0..n {
+        let (from, to) = (
+            &x[b * image + range.start..][..len],
+            &mut out[b * image + range.start..][..len],
+        );
+        if threads > 1 && len > piece {
+            to.par_chunks_mut(piece)
+                .zip(from.par_chunks(piece))
+                .for_each(|(t, f)| t.copy_from_slice(f));
+        } else {
+            to.copy_from_slice(from);
         }
     }
 }
@@ -468,63 +481,78 @@ mod tests {
         }
     }
 
-    /// Runs the native kernel on full-size maps (so GEMM bands split and the direct kernel's
-    /// junk columns matter) against the f64 reference, on `threads` threads.
-    fn check(s: &OpSpec, n: usize, threads: usize) {
+    /// Runs every kernel that can run `s` here (each forced, whatever the dispatcher would
+    /// pick) on full-size maps (so GEMM bands split and the direct kernel's junk columns
+    /// matter) against the f64 reference, on `threads` threads; returns the kernels that ran.
+    fn check(s: &OpSpec, n: usize, threads: usize) -> Vec<ConvKernel> {
         let FeatureMap { c, h, w } = s.map;
         let weights = ops::random_weights(s, 1, 11);
         let x = ops::uniform(n * c * h * w, 1.0, &mut ops::seeded_rng(5));
-        let layer = NativeLayer::new(s, &weights[0]);
-        let mut out = vec![f32::NAN; x.len()];
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
-        let g = Geometry {
-            c,
-            h,
-            w,
-            k: s.kernel,
-        };
-        pool.install(|| match s.kind {
-            OpKind::PConv => layer.pconv(&x, &mut out, n, g),
-            _ => layer.conv(&x, &mut out, n, g, s.conv_groups()),
-        });
         let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
         let reference = reference_forward(s, &wide(&weights[0].data), &wide(&x), n);
-        let (_, rel) = compare(&wide(&out), &reference);
-        assert!(
-            rel < 1e-5,
-            "{} {} at {} (n={n}, {threads} threads): rel err {rel}",
-            s.kind,
-            s.variant(),
-            s.map
-        );
+        let mut ran = Vec::new();
+        for kernel in ConvKernel::ALL {
+            let Some(layer) = NativeLayer::forced(s, &weights[0], kernel) else {
+                continue;
+            };
+            let mut out = vec![f32::NAN; x.len()];
+            pool.install(|| layer.run(&x, &mut out, n, h, w));
+            let (_, rel) = compare(&wide(&out), &reference);
+            assert!(
+                rel < 1e-5,
+                "{} {} at {} (n={n}, {threads} threads, {kernel:?}): rel err {rel}",
+                s.kind,
+                s.variant(),
+                s.map
+            );
+            ran.push(kernel);
+        }
+        ran
     }
 
     #[test]
     fn native_kernels_match_the_reference_on_full_size_maps() {
         use PConvForward::{Slicing, SplitCat};
         let cases = [
-            spec(OpKind::Conv, "40x37x29", 3, None, None, SplitCat), // GEMM, two bands per image
+            spec(OpKind::Conv, "40x37x29", 3, None, None, SplitCat), // GEMM: two bands per image
             spec(OpKind::Conv, "24x24x24", 5, None, None, SplitCat), // C == H == W
-            spec(OpKind::Conv, "6x9x11", 7, None, None, SplitCat),   // direct (cg <= 8)
+            spec(OpKind::Conv, "6x9x11", 7, None, None, SplitCat),   // cg <= 8
             spec(OpKind::PWConv, "33x13x17", 1, None, None, SplitCat),
             spec(OpKind::DWConv, "19x31x23", 3, None, None, SplitCat),
             spec(OpKind::DWConv, "16x7x7", 7, None, None, SplitCat),
             spec(OpKind::DWConv, "5x12x12", 9, None, None, SplitCat), // run-time kernel size
-            spec(OpKind::GConv, "96x20x20", 3, Some(16), None, SplitCat), // direct, blocks of 2
-            spec(OpKind::GConv, "96x9x9", 5, Some(4), None, SplitCat), // direct, blocks of 4
-            spec(OpKind::GConv, "96x40x40", 3, Some(2), None, SplitCat), // GEMM per group
-            spec(OpKind::PConv, "70x33x31", 3, None, Some(2), Slicing), // GEMM, c_p = 35
+            spec(OpKind::GConv, "96x20x20", 3, Some(16), None, SplitCat), // stencil blocks of 2
+            spec(OpKind::GConv, "96x9x9", 5, Some(4), None, SplitCat), // stencil blocks of 4
+            spec(OpKind::GConv, "96x40x40", 3, Some(2), None, SplitCat), // a GEMM per group
+            spec(OpKind::PConv, "70x33x31", 3, None, Some(2), Slicing), // c_p = 35: no tile
             spec(OpKind::PConv, "70x33x31", 3, None, Some(2), SplitCat),
-            spec(OpKind::PConv, "10x15x15", 5, None, Some(3), SplitCat), // direct, 3 does not divide 10
+            spec(OpKind::PConv, "10x15x15", 5, None, Some(3), SplitCat), // 3 does not divide 10
             spec(OpKind::PConv, "10x15x15", 1, None, Some(3), Slicing),
         ];
         for s in &cases {
             check(s, 2, 1);
             check(s, 3, 2);
-            check(s, 1, 2);
+            let ran = check(s, 1, 2);
+            assert!(
+                ran.starts_with(&[ConvKernel::Direct, ConvKernel::Gemm]),
+                "{ran:?}"
+            );
         }
+        // PConv through the blocked kernels, reading and writing a channel prefix of wider
+        // images: c_p = 48 fits both tiles.
+        let s = spec(OpKind::PConv, "96x10x12", 3, None, Some(2), SplitCat);
+        let ran = check(&s, 3, 2);
+        if simd::isa() == simd::Isa::Avx512 {
+            assert_eq!(ran, ConvKernel::ALL, "every kernel runs c_p = 48");
+        }
+        check(
+            &spec(OpKind::PConv, "96x10x12", 3, None, Some(2), Slicing),
+            2,
+            1,
+        );
     }
 }
