@@ -325,15 +325,17 @@ impl Module for CandleC2f {
 }
 
 /// A bottleneck on the native kernels, reading c_ channels and writing c_ channels of one
-/// image, both slices of the C2f's concat buffer.
+/// image, both slices of the C2f's concat buffer. The layers are boxed: with `--features
+/// cuda` a layer carries GPU handles, and the variants' sizes would differ by hundreds of
+/// bytes (clippy's large_enum_variant) whichever holds them.
 enum NativeBottleneck {
     Conv {
-        a: NativeLayer,
+        a: Box<NativeLayer>,
         ba: Vec<f32>,
-        b: NativeLayer,
+        b: Box<NativeLayer>,
         bb: Vec<f32>,
     },
-    Faster(NativeBlock),
+    Faster(Box<NativeBlock>),
 }
 
 impl NativeBottleneck {
@@ -407,15 +409,16 @@ fn layer(
         let m =
             w.m.iter()
                 .map(|s| match spec.kind {
-                    OpKind::C2fFaster => {
-                        NativeBottleneck::Faster(block::native_block(&inner, BlockWeights::of(s)))
-                    }
+                    OpKind::C2fFaster => NativeBottleneck::Faster(Box::new(block::native_block(
+                        &inner,
+                        BlockWeights::of(s),
+                    ))),
                     _ => {
                         let [a, b] = conv_pair(s);
                         NativeBottleneck::Conv {
-                            a: NativeLayer::new(&inner, a.weight),
+                            a: Box::new(NativeLayer::new(&inner, a.weight)),
                             ba: a.bias.data.clone(),
-                            b: NativeLayer::new(&inner, b.weight),
+                            b: Box::new(NativeLayer::new(&inner, b.weight)),
                             bb: b.bias.data.clone(),
                         }
                     }
