@@ -1,6 +1,6 @@
 //! Which CPU kernel wins where: every kernel that can run a convolution timed against the
 //! others in interleaved rounds (A, B, C, A, B, C, ...), on the convolutions the Table 1 and
-//! sweep suites run (Conv, GConv's groups, PConv's partial conv, PWConv), one layer, batch 1,
+//! sweep suites run (Conv, GConv's groups, DWConv, PConv's partial conv, PWConv), one layer, batch 1,
 //! f32. Per case it prints each kernel's median (median over rounds of the round's median),
 //! its time over the fastest kernel's (median of per-round ratios), and whether the
 //! dispatcher (`conv_kernel`) picks the fastest. Before timing, each kernel's output is
@@ -64,6 +64,10 @@ fn cases(table1: bool, kernels: &[usize]) -> Vec<Case> {
                     spec: conv(OpKind::GConv, m, k, Some(g)),
                 });
             }
+            out.push(Case {
+                label: format!("dwconv {k}x{k} {map}"),
+                spec: conv(OpKind::DWConv, m, k, None),
+            });
             for &d in n_divs {
                 let partial = FeatureMap { c: m.c / d, ..m };
                 out.push(Case {
@@ -182,7 +186,7 @@ fn main() {
         let best = (0..layers.len())
             .min_by(|&a, &b| ratios[a].total_cmp(&ratios[b]))
             .expect("at least one kernel");
-        let picked = conv_kernel(cg, (h, w), s.kernel);
+        let picked = conv_kernel(c, s.conv_groups(), (h, w), s.kernel);
         if picked != layers[best].0
             && ratios[layers
                 .iter()

@@ -44,18 +44,23 @@ fn extra_activations(p: &Point) -> u64 {
 const NATIVE_BLOCKED_SCRATCH_FLOATS: u64 = 1 << 14;
 
 /// Floats the register-blocked kernels hold for a native CPU point with `layers` layers,
-/// where any of its convolutions can run them (AVX-512, k > 1, more than one channel per
-/// group): each worker's padded slab (a group's channels over all rows, at most the input's
-/// c: a block's 3x3 convs are no wider) and scratch, and a packed copy of every
-/// layer's weights (two when training: the input gradient's layer packs its own).
+/// where any of its convolutions can run them (AVX-512, k > 1): each worker's padded slab (a
+/// group's channels over all rows, at most the input's c: a block's 3x3 convs are no wider;
+/// 16 channels for DWConv) and scratch, and a packed copy of every layer's weights (two when
+/// training: the input gradient's layer packs its own).
 fn blocked_floats(p: &Point, layers: u64) -> Option<u64> {
     use crate::ops::native::simd::{isa, Isa};
     let s = &p.spec;
     let k = s.kernel as u64;
-    if isa() != Isa::Avx512 || k == 1 || s.kind == OpKind::DWConv {
+    if isa() != Isa::Avx512 || k == 1 {
         return Some(0);
     }
     let FeatureMap { c, h, w } = s.map;
+    let c = if s.kind == OpKind::DWConv {
+        c.min(16)
+    } else {
+        c
+    };
     let padded_plane = (h as u64 + k - 1).checked_mul(w as u64 + k - 1)?;
     let per_worker = padded_plane.checked_mul(c as u64)?.checked_add(
         padded_plane

@@ -21,6 +21,9 @@ pub const BLOCKED_OC: &str = "blocked_oc";
 /// A register-blocked direct convolution with pixels in the vector lanes (channels per
 /// group in multiples of 4 or 6).
 pub const BLOCKED_PX: &str = "blocked_px";
+/// A depthwise convolution with 16 channels in the vector lanes (channels in multiples of
+/// 16).
+pub const BLOCKED_DW: &str = "blocked_dw";
 /// im2col bands feeding a GEMM (k > 1).
 pub const IM2COL_GEMM: &str = "im2col_gemm";
 /// A plain GEMM over the input planes (1x1 convolutions, the blocks' pointwise layers,

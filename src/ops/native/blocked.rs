@@ -29,7 +29,7 @@ use super::Geometry;
 use crate::ops::kernel_path;
 
 /// f32 lanes of one AVX-512 register.
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 
 /// Which dimension a kernel's vector lanes run along.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +235,7 @@ const PREFETCH_STEPS: usize = 16;
 #[target_feature(enable = "avx512f")]
 // v picks the register within each pixel's row of `acc`, not a row of it.
 #[allow(clippy::needless_range_loop)]
-unsafe fn store_transposed<const V: usize, const P: usize>(
+pub(super) unsafe fn store_transposed<const V: usize, const P: usize>(
     acc: &[[std::arch::x86_64::__m512; V]; P],
     out: *mut f32,
     hw: usize,
@@ -435,6 +435,11 @@ thread_local! {
     /// (the first pass writes what later passes read) or a Pixels tile's rows with their
     /// junk columns (written before they are read).
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's slab (the depthwise kernel's too), at least `len` floats.
+pub(super) fn with_slab<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    with_buffer(&SLAB, len, f)
 }
 
 /// Runs `f` with this thread's buffer `key`, grown to at least `len` floats.
@@ -738,7 +743,7 @@ impl Job {
 
 /// Starts of `span`-wide blocks covering positions f0..f1 (f1 - f0 >= span): f0, f0 + span,
 /// ..., the last one ending at f1 and overlapping its neighbour (computed twice, identically).
-fn block_starts(f0: usize, f1: usize, span: usize) -> impl Iterator<Item = usize> {
+pub(super) fn block_starts(f0: usize, f1: usize, span: usize) -> impl Iterator<Item = usize> {
     (f0..f1).step_by(span).map(move |f| f.min(f1 - span))
 }
 

@@ -16,6 +16,7 @@ pub(crate) mod backward;
 pub mod blocked;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod depthwise;
 mod direct;
 pub(crate) mod gemm_conv;
 mod gpu;
@@ -58,15 +59,18 @@ pub enum ConvKernel {
     BlockedOc,
     /// The register-blocked direct convolution with pixels in the lanes (`blocked.rs`).
     BlockedPx,
+    /// The depthwise convolution with channels in the lanes (`depthwise.rs`).
+    BlockedDw,
 }
 
 impl ConvKernel {
     /// Every kernel, for tools that time them against each other.
-    pub const ALL: [ConvKernel; 4] = [
+    pub const ALL: [ConvKernel; 5] = [
         ConvKernel::Direct,
         ConvKernel::Gemm,
         ConvKernel::BlockedOc,
         ConvKernel::BlockedPx,
+        ConvKernel::BlockedDw,
     ];
 
     /// The register-blocked kernels' lanes.
@@ -74,16 +78,19 @@ impl ConvKernel {
         match self {
             ConvKernel::BlockedOc => Some(blocked::Lanes::Channels),
             ConvKernel::BlockedPx => Some(blocked::Lanes::Pixels),
-            ConvKernel::Direct | ConvKernel::Gemm => None,
+            ConvKernel::Direct | ConvKernel::Gemm | ConvKernel::BlockedDw => None,
         }
     }
 
-    /// Whether this kernel can run `cg` channels per group on an h x w map with a k x k
-    /// kernel here (the register-blocked ones on AVX-512 only, where they were measured).
-    pub fn runs(self, cg: usize, (h, w): (usize, usize), k: usize) -> bool {
-        match self.lanes() {
-            None => true,
-            Some(lanes) => simd::isa() == simd::Isa::Avx512 && blocked::fits(lanes, cg, (h, w), k),
+    /// Whether this kernel can run a convolution of `c` channels in `groups` groups on an
+    /// h x w map with a k x k kernel here (the register-blocked ones on AVX-512 only, where
+    /// they were measured; the depthwise one where each group has one channel).
+    pub fn runs(self, c: usize, groups: usize, (h, w): (usize, usize), k: usize) -> bool {
+        let avx512 = simd::isa() == simd::Isa::Avx512;
+        match (self, self.lanes()) {
+            (ConvKernel::BlockedDw, _) => avx512 && c == groups && depthwise::fits(c, (h, w), k),
+            (_, None) => true,
+            (_, Some(lanes)) => avx512 && blocked::fits(lanes, c / groups, (h, w), k),
         }
     }
 }
@@ -101,13 +108,18 @@ impl ConvKernel {
 /// n_div=2's conv at 768x7x7 (im2col + GEMM 5 % faster); on 2 threads
 /// (`results/cpu-xeon-2c-2t-cutover.md`) everywhere but Conv 7x7 at 96x56x56 (pixel lanes 7 %
 /// faster). For PWConv at 96x56x56 the GEMM took 0.47 ms, either blocked kernel 0.74 ms.
-pub fn conv_kernel(cg: usize, (h, w): (usize, usize), k: usize) -> ConvKernel {
+pub fn conv_kernel(c: usize, groups: usize, (h, w): (usize, usize), k: usize) -> ConvKernel {
     let order: &[ConvKernel] = if k == 1 {
         &[]
     } else {
-        &[ConvKernel::BlockedOc, ConvKernel::BlockedPx]
+        &[
+            ConvKernel::BlockedDw,
+            ConvKernel::BlockedOc,
+            ConvKernel::BlockedPx,
+        ]
     };
-    if let Some(&kernel) = order.iter().find(|kern| kern.runs(cg, (h, w), k)) {
+    let cg = c / groups;
+    if let Some(&kernel) = order.iter().find(|kern| kern.runs(c, groups, (h, w), k)) {
         kernel
     } else if uses_direct(cg, h * w) {
         ConvKernel::Direct
@@ -128,6 +140,7 @@ pub struct NativeLayer {
     /// one kernel, so it holds at most one packed copy).
     packed_oc: std::sync::OnceLock<Option<blocked::PackedWeights>>,
     packed_px: std::sync::OnceLock<Option<blocked::PackedWeights>>,
+    packed_dw: std::sync::OnceLock<Option<depthwise::PackedDw>>,
     /// A kernel forced by a tool that times kernels against each other (else the
     /// dispatcher's choice).
     forced: Option<ConvKernel>,
@@ -151,6 +164,7 @@ impl NativeLayer {
             forward: spec.forward.unwrap_or(PConvForward::SplitCat),
             packed_oc: Default::default(),
             packed_px: Default::default(),
+            packed_dw: Default::default(),
             forced: None,
             #[cfg(feature = "cuda")]
             gpu_weight: Default::default(),
@@ -177,28 +191,46 @@ impl NativeLayer {
     /// The same layer always running `kernel`, for tools that time the kernels against each
     /// other; None where `kernel` cannot run this layer's shape on this CPU.
     pub fn forced(spec: &OpSpec, weights: &LayerWeights, kernel: ConvKernel) -> Option<Self> {
-        let cg = spec.conv_channels() / spec.conv_groups();
         kernel
-            .runs(cg, (spec.map.h, spec.map.w), spec.kernel)
+            .runs(
+                spec.conv_channels(),
+                spec.conv_groups(),
+                (spec.map.h, spec.map.w),
+                spec.kernel,
+            )
             .then(|| Self {
                 forced: Some(kernel),
                 ..Self::new(spec, weights)
             })
     }
 
-    /// The kernel for `cg` channels per group on the map of `g`.
-    fn kernel(&self, cg: usize, g: &Geometry) -> ConvKernel {
+    /// The kernel for the `g.c` channels of `g` in `groups` groups.
+    fn kernel(&self, groups: usize, g: &Geometry) -> ConvKernel {
         self.forced
-            .unwrap_or_else(|| conv_kernel(cg, (g.h, g.w), g.k))
+            .unwrap_or_else(|| conv_kernel(g.c, groups, (g.h, g.w), g.k))
     }
 
     /// A convolution with `groups` groups on `n` images of `g.c` channels.
     fn conv(&self, x: &[f32], out: &mut [f32], n: usize, g: Geometry, groups: usize) {
         let image = g.c * g.h * g.w;
-        match self.kernel(g.c / groups, &g) {
+        match self.kernel(groups, &g) {
             ConvKernel::Direct => {
                 kernel_path::note(kernel_path::DIRECT);
                 direct::grouped_conv(x, &self.weight, out, n, &g, groups);
+            }
+            ConvKernel::BlockedDw => {
+                let weights = self
+                    .packed_dw
+                    .get_or_init(|| depthwise::PackedDw::new(&self.weight, g.c, g.k))
+                    .as_ref()
+                    .expect("the dispatcher picks the depthwise kernel only where it fits");
+                depthwise::Depthwise {
+                    x,
+                    x_image: image,
+                    weights,
+                    g,
+                }
+                .run(out, image, n)
             }
             kernel => self.strided(kernel, (x, image), (out, image), n, g, groups),
         }
@@ -219,6 +251,8 @@ impl NativeLayer {
         let (cell, lanes) = match kernel {
             ConvKernel::BlockedOc => (&self.packed_oc, blocked::Lanes::Channels),
             ConvKernel::BlockedPx => (&self.packed_px, blocked::Lanes::Pixels),
+            // PConv's partial conv has c_p channels in one group: never depthwise.
+            ConvKernel::BlockedDw => unreachable!("the depthwise kernel runs whole layers"),
             ConvKernel::Direct | ConvKernel::Gemm => {
                 return gemm_conv::Conv {
                     x,
@@ -254,7 +288,7 @@ impl NativeLayer {
         };
         copy_channels(x, out, (n, image), copy_from * hw..image);
         let partial = Geometry { c: cp, ..g };
-        match self.kernel(cp, &g) {
+        match self.kernel(1, &partial) {
             ConvKernel::Direct => {
                 kernel_path::note(kernel_path::DIRECT);
                 // The direct kernel wants dense images of c_p channels: gather them.
@@ -547,7 +581,20 @@ mod tests {
         let s = spec(OpKind::PConv, "96x10x12", 3, None, Some(2), SplitCat);
         let ran = check(&s, 3, 2);
         if simd::isa() == simd::Isa::Avx512 {
-            assert_eq!(ran, ConvKernel::ALL, "every kernel runs c_p = 48");
+            assert_eq!(
+                ran,
+                ConvKernel::ALL[..4],
+                "every kernel but the depthwise runs c_p = 48"
+            );
+        }
+        // DWConv through the depthwise kernel: 32 channels, rows of 20 (tiles of 7).
+        let s = spec(OpKind::DWConv, "32x9x20", 5, None, None, SplitCat);
+        let ran = check(&s, 3, 2);
+        if simd::isa() == simd::Isa::Avx512 {
+            assert_eq!(
+                ran,
+                [ConvKernel::Direct, ConvKernel::Gemm, ConvKernel::BlockedDw]
+            );
         }
         check(
             &spec(OpKind::PConv, "96x10x12", 3, None, Some(2), Slicing),
