@@ -101,13 +101,14 @@ impl ConvKernel {
 /// The register-blocked kernels note their own trace labels, with their tiles and
 /// schedule; the others note theirs.
 ///
-/// For k > 1 on AVX-512 the register-blocked kernels run wherever their tiles fit, channel
-/// lanes first; for 1x1 the GEMM. Measured by `cargo bench --bench cutover` on the 100
+/// For k > 1 on AVX-512 the depthwise kernel takes depthwise convs (but 3x3 on rows wider
+/// than 16), then the register-blocked kernels run wherever their tiles fit, channel lanes
+/// first; for 1x1 the GEMM. Measured by `cargo bench --bench cutover` on the 112
 /// convolutions of the Table 1 and sweep suites (`results/cpu-xeon-2c-1t-cutover.md`), this
-/// picks the fastest kernel or one within 3 % of it everywhere but Conv 5x5 and PConv 7x7
-/// n_div=2's conv at 768x7x7 (im2col + GEMM 5 % faster); on 2 threads
-/// (`results/cpu-xeon-2c-2t-cutover.md`) everywhere but Conv 7x7 at 96x56x56 (pixel lanes 7 %
-/// faster). For PWConv at 96x56x56 the GEMM took 0.47 ms, either blocked kernel 0.74 ms.
+/// picks the fastest kernel or one within 3 % of it at one thread everywhere but DWConv 3x3
+/// at 96x56x56 (a 4 % tie given to the stencil), DWConv 5x5 at 192x28x28 (3 %) and PConv
+/// 3x3 n_div=2's conv at 96x56x56 (pixel lanes 10 % faster). For PWConv at 96x56x56 the
+/// GEMM took 0.47 ms, either blocked kernel 0.74 ms (at 3d0b75a).
 pub fn conv_kernel(c: usize, groups: usize, (h, w): (usize, usize), k: usize) -> ConvKernel {
     let order: &[ConvKernel] = if k == 1 {
         &[]
