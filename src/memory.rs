@@ -40,7 +40,7 @@ fn extra_activations(p: &Point) -> u64 {
 }
 
 /// Floats of one worker's scratch in the register-blocked kernels beyond 6 padded planes
-/// (a Channels super-block's partial sums: at most 32 tiles of 14 x 32).
+/// (a Channels super-block's partial sums: at most 32 tiles of 8 x 48).
 const NATIVE_BLOCKED_SCRATCH_FLOATS: u64 = 1 << 14;
 
 /// Floats the register-blocked kernels hold for a native CPU point with `layers` layers,

@@ -544,6 +544,7 @@ mod tests {
             spec(OpKind::DWConv, "19x31x23", 3, None, None), // per-tap correlation, tails
             spec(OpKind::DWConv, "5x12x12", 7, None, None),
             spec(OpKind::DWConv, "5x12x12", 9, None, None), // run-time kernel size
+            spec(OpKind::DWConv, "32x9x10", 5, None, None), // blocked_dw on AVX-512
             spec(OpKind::GConv, "96x20x20", 3, Some(16), None), // direct
             spec(OpKind::GConv, "96x40x40", 3, Some(2), None), // GEMM per group
             spec(OpKind::PConv, "10x15x15", 5, None, Some(3)), // 3 does not divide 10

@@ -58,8 +58,9 @@ pub fn tile_channels(lanes: Lanes, cg: usize) -> Option<usize> {
 
 /// Pixels of a Channels tile `t` channels wide on an `hw`-pixel map. 48 channels: 8 pixels
 /// (24 accumulators of the 32 registers), or 7 where that tiles the map with less overlap (49
-/// pixels: 7 x 7 instead of 7 x 8). 32 channels: 10 pixels (20 accumulators; 12 or 14 leave
-/// the compiler too few registers and it spills accumulators, half the speed). 16 channels:
+/// pixels: 7 x 7 instead of 7 x 8). 32 channels: 10 pixels (20 accumulators; at 14 the
+/// compiler hoists the broadcasts and spills accumulators: 92 GFLOP/s against 171 for 10 on
+/// L1-resident data, in a one-off in-process test). 16 channels:
 /// 8 pixels (a tile of one register is bound by its loads, one per multiply-add, whatever
 /// its width; more pixels only add offsets the registers cannot hold).
 pub fn channel_tile_pixels(t: usize, hw: usize) -> usize {
@@ -190,7 +191,7 @@ unsafe fn tile_avx512<const V: usize, const P: usize>(t: &Tile) {
             let mut wv = [_mm512_setzero_ps(); V];
             for (v, r) in wv.iter_mut().enumerate() {
                 *r = _mm512_loadu_ps(w.add(v * LANES));
-                // Where the weights do not stay in cache (768 channels: 21 MiB a layer) the
+                // Where the weights do not stay in cache (768 channels: 21 MB a layer) the
                 // stream is fetched 16 steps ahead (past the end: a prefetch does not fault).
                 _mm_prefetch::<_MM_HINT_T0>(
                     w.wrapping_add((PREFETCH_STEPS * V + v) * LANES).cast(),
@@ -225,8 +226,8 @@ const PREFETCH_STEPS: usize = 16;
 /// 16·v..16·v + 16 of pixel j, and channel o's P pixels go to `out + o·hw` onward. Each 8
 /// pixels of 16 channels are transposed in registers (two 8 x 8 transposes at once, one per
 /// half of the register) into 16 rows of 8, each stored by one 256-bit store (fewer than 8
-/// pixels: under a mask). A scatter per register cost about 6 % of Conv 3x3 at
-/// 96x56x56.
+/// pixels: under a mask). A scatter per register cost about 6 % of Conv 3x3 at 96x56x56
+/// (a one-off in-process A/B of the whole convolution with and without its scatters).
 ///
 /// # Safety
 /// The CPU has AVX-512F; `out + o·hw + j` for o < 16·V, j < P lies in a buffer no one else

@@ -3,7 +3,9 @@
 //!
 //! - k x k convolutions (k > 1) whose channels per group are a multiple of 16, or of 6 or
 //!   4, on AVX-512: register-blocked direct convolutions (`blocked`).
-//! - DWConv, and other GConv / PConv with few channels per group: a direct stencil
+//! - DWConv with channels in multiples of 16 on AVX-512 (but 3x3 on rows wider than 16): 16
+//!   channels in the lanes (`depthwise`).
+//! - Other DWConv, and other GConv / PConv with few channels per group: a direct stencil
 //!   (`direct`).
 //! - PWConv and the rest: im2col bands (none for 1x1) into one GEMM writing straight into
 //!   the NCHW output (`gemm_conv`).
@@ -558,6 +560,35 @@ mod tests {
     }
 
     #[test]
+    fn the_dispatcher_sends_depthwise_convs_where_the_cut_over_bench_says() {
+        use ConvKernel::{BlockedDw, BlockedOc, Direct, Gemm};
+        let avx512 = simd::isa() == simd::Isa::Avx512;
+        let on_avx512 = |k: ConvKernel| if avx512 { k } else { Direct };
+        // (c, groups, map, k), the kernel on AVX-512 (the stencil elsewhere).
+        let cases = [
+            ((96, 96, (56, 56), 7), on_avx512(BlockedDw)),
+            ((96, 96, (56, 56), 3), Direct), // 3x3 on rows wider than 16
+            ((32, 32, (20, 17), 3), Direct),
+            ((32, 32, (20, 16), 3), on_avx512(BlockedDw)),
+            ((768, 768, (7, 7), 3), on_avx512(BlockedDw)),
+            ((192, 192, (28, 28), 5), on_avx512(BlockedDw)),
+            ((24, 24, (14, 14), 5), Direct), // 24 channels: no block of 16
+            ((32, 32, (14, 6), 5), Direct),  // rows shorter than a tile
+        ];
+        for ((c, groups, hw, k), want) in cases {
+            assert_eq!(
+                conv_kernel(c, groups, hw, k),
+                want,
+                "{c}/{groups} {hw:?} k={k}"
+            );
+        }
+        // Not depthwise: the other rules, unchanged.
+        let dense = conv_kernel(96, 1, (56, 56), 3);
+        assert_eq!(dense, if avx512 { BlockedOc } else { Gemm });
+        assert_eq!(conv_kernel(96, 96, (56, 56), 1), Direct);
+    }
+
+    #[test]
     fn native_kernels_match_the_reference_on_full_size_maps() {
         use PConvForward::{Slicing, SplitCat};
         let cases = [
@@ -596,7 +627,7 @@ mod tests {
                 "every kernel but the depthwise runs c_p = 48"
             );
         }
-        // DWConv through the depthwise kernel: 32 channels, rows of 20 (tiles of 7).
+        // DWConv through the depthwise kernel: 32 channels, rows of 20 (tiles of 8).
         let s = spec(OpKind::DWConv, "32x9x20", 5, None, None, SplitCat);
         let ran = check(&s, 3, 2);
         if simd::isa() == simd::Isa::Avx512 {
