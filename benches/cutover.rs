@@ -29,16 +29,8 @@ struct Case {
 
 fn conv(kind: OpKind, map: FeatureMap, k: usize, groups: Option<usize>) -> OpSpec {
     OpSpec {
-        kind,
-        kernel: k,
         groups,
-        n_div: None,
-        forward: None,
-        expansion: None,
-        act: None,
-        bottlenecks: None,
-        model: None,
-        map,
+        ..OpSpec::plain(kind, k, map)
     }
 }
 

@@ -330,18 +330,7 @@ mod tests {
     /// Runs the kernel (portable, and AVX-512 where this CPU has it) against the f64
     /// reference; returns each run's kernel path.
     fn check(c: usize, (h, w): (usize, usize), k: usize, n: usize, threads: usize) -> Vec<String> {
-        let spec = OpSpec {
-            kind: OpKind::DWConv,
-            kernel: k,
-            groups: None,
-            n_div: None,
-            forward: None,
-            expansion: None,
-            act: None,
-            bottlenecks: None,
-            model: None,
-            map: format!("{c}x{h}x{w}").parse().unwrap(),
-        };
+        let spec = OpSpec::plain(OpKind::DWConv, k, format!("{c}x{h}x{w}").parse().unwrap());
         let weights = ops::random_weights(&spec, 1, 17);
         let x = ops::uniform(n * c * h * w, 1.0, &mut ops::seeded_rng(4));
         let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<_>>();
