@@ -123,8 +123,9 @@ pub fn conv_kernel(c: usize, groups: usize, (h, w): (usize, usize), k: usize) ->
     };
     let cg = c / groups;
     // The depthwise kernel's transposes cost as much as a 3x3 sum on wide rows: DWConv 3x3
-    // at 192x28x28 ran 0.39 ms against the stencil's 0.13, at 96x56x56 they tied; on rows
-    // of 14 and 7 it was 1.1x and 2.2x faster (`results/cpu-xeon-2c-1t-cutover.md`).
+    // at 192x28x28 ran 0.186 ms against the stencil's 0.134, at 96x56x56 within 4 %; on rows
+    // of 14 and 7 it was 1.06x and 2.6x faster (`results/cpu-xeon-2c-1t-cutover.md`, 1
+    // thread only).
     let wide_3x3 = k <= 3 && w > 16;
     if let Some(&kernel) = order
         .iter()
