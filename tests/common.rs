@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use serde_json::Value;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_pconv-bench");
 
 pub fn run(args: &[&str]) -> Output {
@@ -98,4 +100,33 @@ pub fn assert_bad_input(out: &Output, what: &str, expect: &str) {
 
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("results file")).expect("valid JSON")
+}
+
+/// Writes a copy of `src` with every sample multiplied by `factor` and `edit` applied.
+pub fn edited(src: &Path, name: &str, factor: f64, edit: impl Fn(&mut Value)) -> PathBuf {
+    let mut v = read_json(src);
+    for r in v["records"].as_array_mut().unwrap() {
+        for s in r["samples_ms"].as_array_mut().unwrap() {
+            *s = Value::from(s.as_f64().unwrap() * factor);
+        }
+    }
+    edit(&mut v);
+    let p = src.with_file_name(name);
+    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
+    p
+}
+
+/// A copy of a real run whose samples are replaced by a tight, known spread (±1% around
+/// each record's median), so verdicts on scaled copies test the gate, not the machine's noise.
+pub fn steady(src: &Path) -> PathBuf {
+    edited(src, "steady.json", 1.0, |v| {
+        for r in v["records"].as_array_mut().unwrap() {
+            let m = r["stats"]["median_ms"].as_f64().unwrap();
+            let samples: Vec<Value> = (0..30)
+                .map(|i| Value::from(m * (0.99 + 0.02 * f64::from(i) / 29.0)))
+                .collect();
+            r["repetitions"] = Value::from(vec![30]);
+            r["samples_ms"] = Value::Array(samples);
+        }
+    })
 }

@@ -19,35 +19,6 @@ fn real_run(dir: &Path) -> PathBuf {
     j
 }
 
-/// Writes a copy of `src` with every sample multiplied by `factor` and `edit` applied.
-fn edited(src: &Path, name: &str, factor: f64, edit: impl Fn(&mut Value)) -> PathBuf {
-    let mut v = read_json(src);
-    for r in v["records"].as_array_mut().unwrap() {
-        for s in r["samples_ms"].as_array_mut().unwrap() {
-            *s = Value::from(s.as_f64().unwrap() * factor);
-        }
-    }
-    edit(&mut v);
-    let p = src.with_file_name(name);
-    std::fs::write(&p, serde_json::to_string(&v).unwrap()).unwrap();
-    p
-}
-
-/// A copy of a real run whose samples are replaced by a tight, known spread (±1% around
-/// each record's median), so verdicts on scaled copies test the gate, not the machine's noise.
-fn steady(src: &Path) -> PathBuf {
-    edited(src, "steady.json", 1.0, |v| {
-        for r in v["records"].as_array_mut().unwrap() {
-            let m = r["stats"]["median_ms"].as_f64().unwrap();
-            let samples: Vec<Value> = (0..30)
-                .map(|i| Value::from(m * (0.99 + 0.02 * f64::from(i) / 29.0)))
-                .collect();
-            r["repetitions"] = Value::from(vec![30]);
-            r["samples_ms"] = Value::Array(samples);
-        }
-    })
-}
-
 fn compare(args: &[&str]) -> std::process::Output {
     let mut v = vec!["compare"];
     v.extend_from_slice(args);
