@@ -9,8 +9,9 @@
 //! and Conv, and C2f_Faster meets C2f. Where both PConv forwards ran, the faster one (by
 //! median) speaks for PConv and the other's cost is stated.
 //!
-//! Each latency ratio gets the percentile-bootstrap interval `compare` uses (whole
-//! repetitions resampled first). A ratio whose interval holds 1 is "no difference
+//! Each latency ratio gets the interval `compare` uses (a percentile bootstrap that resamples
+//! whole repetitions first, widened by a t interval across repetitions when both sides have
+//! several). A ratio whose interval holds 1 is "no difference
 //! measured", never a winner. The FLOPS ratio GMAC/s(PConv) / GMAC/s(other) equals
 //! MACs(PConv) / MACs(other) × latency(other) / latency(PConv), the MAC ratio times the latency
 //! ratio, so its interval is the latency interval scaled.
@@ -20,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::measure::stats::{bootstrap_median_ratio, groups};
+use crate::measure::stats::{groups, median_ratio_ci};
 use crate::ops::{Dtype, FeatureMap, Implementation, OpKind, Pass};
 use crate::record::Record;
 
@@ -30,7 +31,7 @@ pub const CONFIDENCE: f64 = 0.95;
 /// Bootstrap resamples per ratio (as `compare`).
 const RESAMPLES: usize = crate::compare::RESAMPLES;
 
-/// An estimate with its bootstrap interval.
+/// An estimate with its interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     pub estimate: f64,
@@ -357,9 +358,9 @@ fn but_forward(r: &Record) -> crate::ops::OpSpec {
     }
 }
 
-/// median(b) / median(a) with its bootstrap interval.
+/// median(b) / median(a) with its interval.
 fn ratio(a: &Record, b: &Record, seed: u64) -> Interval {
-    let ci = bootstrap_median_ratio(
+    let ci = median_ratio_ci(
         &groups(&a.samples_ms, &a.repetitions),
         &groups(&b.samples_ms, &b.repetitions),
         CONFIDENCE,
@@ -500,7 +501,7 @@ impl Verdicts {
 /// The answer section as plain text (terminal and `report --format table`).
 pub fn text(v: &Verdicts) -> String {
     let mut out = format!(
-        "\nThe answer per shape ({:.0} % bootstrap intervals; a latency ratio whose interval holds 1 is no difference):\n",
+        "\nThe answer per shape ({:.0} % intervals; a latency ratio whose interval holds 1 is no difference):\n",
         v.confidence * 100.0
     );
     for a in &v.answers {
@@ -534,7 +535,7 @@ pub fn text(v: &Verdicts) -> String {
 /// The answer section as Markdown.
 pub fn markdown(v: &Verdicts) -> String {
     let mut out = format!(
-        "\n### The answer per shape\n\n{:.0} % bootstrap intervals; a latency ratio whose interval holds 1 is no difference.\n",
+        "\n### The answer per shape\n\n{:.0} % intervals; a latency ratio whose interval holds 1 is no difference.\n",
         v.confidence * 100.0
     );
     for a in &v.answers {

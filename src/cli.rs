@@ -36,8 +36,8 @@ pub enum Command {
     /// Re-render saved results (table, Markdown, CSV, JSON, SVG figures) without measuring.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
-    /// Compare two results files: per record, the change of the median with a bootstrap
-    /// confidence interval, and a regression verdict (exit 1 when anything regressed).
+    /// Compare two results files: per record, the change of the median with a confidence
+    /// interval, and a regression verdict (exit 1 when anything regressed).
     #[command(after_help = COMPARE_EXAMPLES)]
     Compare(CompareArgs),
     /// Pool results files of one benchmark measured in separate processes (interleaved
@@ -112,8 +112,11 @@ const COMPARE_EXAMPLES: &str = "Examples:
 
 A record regressed only when the whole confidence interval of median(current) / median(baseline)
 lies above 1 + threshold (improved: below 1 - threshold); unchanged only when it lies within
-1 ± threshold; otherwise inconclusive (too wide to decide). Compare runs made on the same machine,
-interleaved: absolute times from different machines say nothing about the code.
+1 ± threshold; otherwise inconclusive (too wide to decide). The interval is a bootstrap that draws
+whole repetitions (rounds) first; with two or more a side it also covers the Welch t interval of
+their log-medians, so a few rounds that happen to disagree are not called a change. Compare runs
+made on the same machine, interleaved: absolute times from different machines say nothing about
+the code.
 Exit codes: 0 gate passed; 1 a regression, a baseline record missing from the current run (unless
 --allow-missing), or an inconclusive change with --fail-on-inconclusive; 2 bad input.";
 

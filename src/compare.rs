@@ -1,5 +1,6 @@
-//! Baseline vs current: match records by identity, estimate each change with a bootstrap
-//! confidence interval, and give the regression verdict (criterion's rule: a change counts
+//! Baseline vs current: match records by identity, estimate each change with a confidence
+//! interval ([`median_ratio_ci`]: a bootstrap, widened by a t interval across repetitions
+//! when both sides have several), and give the regression verdict (criterion's rule: a change counts
 //! only when its whole interval lies beyond the noise threshold; "unchanged" only when the
 //! whole interval lies within it; anything between is "inconclusive").
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::measure::stats::{bootstrap_median_ratio, groups, RatioCi};
+use crate::measure::stats::{groups, median_ratio_ci, RatioCi};
 use crate::record::{Record, RunResult};
 
 /// Bootstrap resamples per comparison.
@@ -236,7 +237,7 @@ pub fn compare(
     let single = |r: &RunResult| r.records.iter().any(|rec| rec.repetitions.len() < 2);
     if single(base) || single(cur) {
         environment.push(
-            "some records come from a single repetition: their intervals cannot see run-to-run drift (use run --repeat 3 or more for a gate)".into(),
+            "some records come from a single repetition: their intervals cannot see run-to-run drift (use run --repeat 5 or more for a gate)".into(),
         );
     }
     let mut changes = Vec::new();
@@ -247,7 +248,7 @@ pub fn compare(
         let id = base_id(b);
         match cur.records.iter().find(|c| cur_id(c) == id) {
             Some(c) => {
-                let ci = bootstrap_median_ratio(
+                let ci = median_ratio_ci(
                     &groups(&b.samples_ms, &b.repetitions),
                     &groups(&c.samples_ms, &c.repetitions),
                     opts.confidence,

@@ -11,7 +11,7 @@ fn pct(ratio: f64) -> String {
 
 fn summary(c: &Comparison) -> String {
     format!(
-        "{} regressed, {} improved, {} unchanged, {} inconclusive of {} matched records, {} missing from current (threshold ±{:.1}%, {:.0}% bootstrap CI of the median ratio)",
+        "{} regressed, {} improved, {} unchanged, {} inconclusive of {} matched records, {} missing from current (threshold ±{:.1}%, {:.0}% CI of the median ratio)",
         c.count(Verdict::Regressed),
         c.count(Verdict::Improved),
         c.count(Verdict::Unchanged),

@@ -206,7 +206,7 @@ pub fn environment(result: &RunResult) -> String {
 /// The answer section.
 pub fn answer(v: &Verdicts) -> String {
     let mut out = format!(
-        "<p>{:.0} % bootstrap intervals of the ratio of medians; a latency ratio whose interval holds 1 is reported as no difference.</p>\n",
+        "<p>{:.0} % intervals of the ratio of medians (bootstrap; with repetitions, also a t interval across them); a latency ratio whose interval holds 1 is reported as no difference.</p>\n",
         v.confidence * 100.0
     );
     for a in &v.answers {
