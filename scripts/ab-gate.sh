@@ -6,7 +6,7 @@
 #   scripts/ab-gate.sh --base BASE_BIN --head HEAD_BIN [options] [-- compare options]
 #
 # Options:
-#   --rounds N         interleaved rounds per side (default 3; at least 2)
+#   --rounds N         interleaved rounds per side (default 5; at least 2)
 #   --config PATH      suite to run (default configs/ci.toml)
 #   --out DIR          keep every round's JSON and the report here (default: a temp folder)
 #   --base-args "..."  extra `run` arguments for the base side (word-split)
@@ -22,7 +22,7 @@ set -euo pipefail
 
 die() { echo "ab-gate: $*" >&2; exit 2; }
 
-base="" head="" rounds=3 config="configs/ci.toml" out="" base_args="" head_args=""
+base="" head="" rounds=5 config="configs/ci.toml" out="" base_args="" head_args=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --base) base="${2:?--base needs a binary}"; shift 2 ;;
