@@ -6,7 +6,8 @@
 #   scripts/ab-gate.sh --base BASE_BIN --head HEAD_BIN [options] [-- compare options]
 #
 # Options:
-#   --rounds N         interleaved rounds per side (default 5; at least 2)
+#   --rounds N         interleaved rounds per side (default 5; at least 3: from 2, compare's
+#                      t interval has one degree of freedom and can only say inconclusive)
 #   --config PATH      suite to run (default configs/ci.toml)
 #   --out DIR          keep every round's JSON and the report here (default: a temp folder)
 #   --base-args "..."  extra `run` arguments for the base side (word-split)
@@ -38,7 +39,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -x "$base" ]] || die "--base '$base' is not an executable pconv-bench binary"
 [[ -x "$head" ]] || die "--head '$head' is not an executable pconv-bench binary"
-[[ "$rounds" =~ ^[0-9]+$ && "$rounds" -ge 2 ]] || die "--rounds '$rounds' is not allowed: give an integer >= 2"
+[[ "$rounds" =~ ^[0-9]+$ && "$rounds" -ge 3 ]] || die "--rounds '$rounds' is not allowed: give an integer >= 3"
 [[ -f "$config" ]] || die "--config '$config' is not a file"
 if [[ -z "$out" ]]; then
   out=$(mktemp -d)

@@ -175,7 +175,7 @@ const RUN_EXAMPLES: &str = "Examples:
   pconv-bench run --config configs/ci.toml --quiet  # a tiny suite (seconds)
   pconv-bench run --ops pconv --n-div 2,4,8 --pconv-forward split_cat
   pconv-bench run --shapes 128x40x40,256x20x20 --batch 4 --threads 2
-  pconv-bench run --repeat 3 --json ci.json         # pooled repetitions, for compare
+  pconv-bench run --repeat 5 --json ci.json         # pooled repetitions, for compare
   pconv-bench run --precision off                   # sample each point for the whole --measure-time
   pconv-bench run --pass infer,train                # training steps (forward + backward) beside forwards
 

@@ -102,12 +102,25 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("results file")).expect("valid JSON")
 }
 
-/// Writes a copy of `src` with every sample multiplied by `factor` and `edit` applied.
+/// Writes a copy of `src` with every sample (and every time in its stats) multiplied by
+/// `factor` and `edit` applied.
 pub fn edited(src: &Path, name: &str, factor: f64, edit: impl Fn(&mut Value)) -> PathBuf {
     let mut v = read_json(src);
     for r in v["records"].as_array_mut().unwrap() {
         for s in r["samples_ms"].as_array_mut().unwrap() {
             *s = Value::from(s.as_f64().unwrap() * factor);
+        }
+        for k in [
+            "median_ms",
+            "mean_ms",
+            "min_ms",
+            "max_ms",
+            "p25_ms",
+            "p75_ms",
+        ] {
+            if let Some(t) = r["stats"][k].as_f64() {
+                r["stats"][k] = Value::from(t * factor);
+            }
         }
     }
     edit(&mut v);

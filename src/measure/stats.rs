@@ -263,7 +263,7 @@ fn median_in_place(v: &mut [f64]) -> f64 {
     }
 }
 
-/// A ratio with its bootstrap confidence interval.
+/// A ratio with its confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RatioCi {
     /// median(current) / median(baseline).
@@ -370,13 +370,15 @@ pub fn median_ratio_ci(
 }
 
 /// Welch t interval of exp(mean(ln current) - mean(ln baseline)) from per-repetition medians;
-/// `None` unless both sides have at least two.
+/// `None` unless both sides have at least two, all finite and positive (a hand-edited file
+/// may hold anything; the bootstrap's interval then stands alone).
 fn welch_log_ratio_interval(
     baseline: &[f64],
     current: &[f64],
     confidence: f64,
 ) -> Option<(f64, f64)> {
-    if baseline.len() < 2 || current.len() < 2 {
+    let usable = |v: &[f64]| v.len() >= 2 && v.iter().all(|x| x.is_finite() && *x > 0.0);
+    if !usable(baseline) || !usable(current) {
         return None;
     }
     let logs = |v: &[f64]| v.iter().map(|x| x.ln()).collect::<Vec<_>>();
@@ -397,12 +399,15 @@ fn welch_log_ratio_interval(
 }
 
 /// Quantile of Student's t distribution with `df` (> 0, not necessarily whole) degrees of
-/// freedom, for `p` in (0.5, 1): bisection on the distribution function.
+/// freedom, for `p` in (0.5, 1): bisection on the distribution function. Beyond 10⁷ degrees
+/// of freedom (where t differs from the normal distribution by less than a millionth, and
+/// the incomplete beta function's terms stop being computable in f64) it answers for 10⁷.
 pub fn student_t_quantile(p: f64, df: f64) -> f64 {
     assert!(
         p > 0.5 && p < 1.0 && df > 0.0,
         "t quantile of p={p}, df={df}"
     );
+    let df = df.min(1e7);
     let mut hi = 1.0;
     while student_t_cdf(hi, df) < p {
         hi *= 2.0;
@@ -424,23 +429,27 @@ pub fn student_t_quantile(p: f64, df: f64) -> f64 {
 
 /// P(T <= t) for Student's t with `df` degrees of freedom, t >= 0.
 fn student_t_cdf(t: f64, df: f64) -> f64 {
-    1.0 - 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+    // x = df / (df + t²) and 1 - x are both computed directly: with many degrees of freedom
+    // x rounds to 1 and 1 - x would lose every digit.
+    let (x, y) = (df / (df + t * t), t * t / (df + t * t));
+    1.0 - 0.5 * incomplete_beta(df / 2.0, 0.5, x, y)
 }
 
-/// Regularised incomplete beta function I_x(a, b), by its continued fraction (modified
-/// Lentz), on whichever side of the mean converges fast.
-fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
+/// Regularised incomplete beta function I_x(a, b), with y = 1 - x given as precisely as the
+/// caller has it, by its continued fraction (modified Lentz) on whichever side of the mean
+/// converges fast.
+fn incomplete_beta(a: f64, b: f64, x: f64, y: f64) -> f64 {
     if x <= 0.0 {
         return 0.0;
     }
-    if x >= 1.0 {
+    if y <= 0.0 {
         return 1.0;
     }
     if x > (a + 1.0) / (a + b + 2.0) {
-        return 1.0 - incomplete_beta(b, a, 1.0 - x);
+        return 1.0 - incomplete_beta(b, a, y, x);
     }
     let ln_front =
-        libm::lgamma(a + b) - libm::lgamma(a) - libm::lgamma(b) + a * x.ln() + b * (1.0 - x).ln();
+        libm::lgamma(a + b) - libm::lgamma(a) - libm::lgamma(b) + a * x.ln() + b * y.ln();
     const TINY: f64 = 1e-300;
     let guard = |v: f64| if v.abs() < TINY { TINY } else { v };
     let mut c = 1.0;
@@ -597,17 +606,26 @@ mod bootstrap_tests {
             (0.995, 30.0, 2.7500),
             (0.95, 5.0, 2.0150),
             (0.995, 1e7, 2.5758),
+            // --confidence 99.9, and degrees of freedom that are not whole (Welch's).
+            (0.9995, 1.0, 636.6193),
+            (0.9995, 3.0, 12.9240),
+            (0.995, 2.5, 7.1637),
+            (0.99, 3.5, 4.0607),
         ] {
             let q = student_t_quantile(p, df);
-            assert!((q - t).abs() < 1e-3, "p={p} df={df}: {q}, tables say {t}");
+            assert!(
+                (q - t).abs() < 1e-3 * t.max(1.0),
+                "p={p} df={df}: {q}, tables say {t}"
+            );
         }
-        let between = student_t_quantile(0.99, 3.5);
-        assert!(student_t_quantile(0.99, 4.0) < between && between < student_t_quantile(0.99, 3.0));
+        // Far beyond any Welch df compare meets: still the normal quantile.
+        assert!((student_t_quantile(0.995, 1e15) - 2.5758).abs() < 1e-3);
     }
 
     /// Three rounds a side whose levels wander ±25% (a loaded 2-core machine: per-process
     /// medians of one binary spread that far): at 99% the bootstrap alone calls about 3% of
-    /// them a change beyond 10% (16 of these 500), the interval `compare` uses (almost) none.
+    /// them a change beyond 10% (16 of these 500), the interval `compare` uses about 0.4%
+    /// (none of these 500; the bound leaves room for another random stream).
     #[test]
     fn a_few_rounds_under_heavy_drift_are_not_called_a_change() {
         let (mut bootstrap_alarms, mut alarms) = (0, 0);
@@ -618,11 +636,10 @@ mod bootstrap_tests {
             let (b, c) = (slices(&base), slices(&cur));
             let boot = bootstrap_median_ratio(&b, &c, 0.99, 1000, seed);
             let ci = median_ratio_ci(&b, &c, 0.99, 1000, seed);
-            assert!(ci.lo <= boot.lo && boot.hi <= ci.hi && ci.ratio == boot.ratio);
             bootstrap_alarms += usize::from(alarm(&boot, 0.10));
             alarms += usize::from(alarm(&ci, 0.10));
         }
-        assert!(alarms <= 2, "{alarms} false alarms in 500");
+        assert!(alarms <= 6, "{alarms} false alarms in 500");
         assert!(
             bootstrap_alarms >= 8,
             "only {bootstrap_alarms}: the bootstrap alone should be fooled"
@@ -674,15 +691,59 @@ mod bootstrap_tests {
     }
 
     #[test]
-    fn one_repetition_a_side_is_the_plain_bootstrap() {
+    fn fewer_than_two_repetitions_on_either_side_is_the_plain_bootstrap() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         let base = latencies(&mut rng, 30, 10.0, 0.2);
         let cur = latencies(&mut rng, 30, 11.0, 0.2);
-        let two = [&cur[..15], &cur[15..]];
-        assert_eq!(
-            median_ratio_ci(&[&base], &two, 0.99, 1000, 2),
-            bootstrap_median_ratio(&[&base], &two, 0.99, 1000, 2)
+        let (one_b, one_c): (&[&[f64]], &[&[f64]]) = (&[&base], &[&cur]);
+        let (two_b, two_c): (&[&[f64]], &[&[f64]]) =
+            (&[&base[..15], &base[15..]], &[&cur[..15], &cur[15..]]);
+        for (b, c) in [(one_b, two_c), (two_b, one_c), (one_b, one_c)] {
+            assert_eq!(
+                median_ratio_ci(b, c, 0.99, 1000, 2),
+                bootstrap_median_ratio(b, c, 0.99, 1000, 2)
+            );
+        }
+        // Two a side: the t interval takes part, and with one degree of freedom or so it
+        // is far wider than the bootstrap's.
+        let (ci, boot) = (
+            median_ratio_ci(two_b, two_c, 0.99, 1000, 2),
+            bootstrap_median_ratio(two_b, two_c, 0.99, 1000, 2),
         );
+        assert!(ci.lo < boot.lo && ci.hi > boot.hi, "{ci:?} {boot:?}");
+    }
+
+    #[test]
+    fn rounds_that_agree_exactly_and_impossible_medians() {
+        // Every round of a side has the same median: no spread between rounds, so the t
+        // interval is the single ratio of the rounds' medians.
+        let (b1, c1) = ([2.0; 3], [4.0; 3]);
+        assert_eq!(
+            welch_log_ratio_interval(&[2.0, 2.0], &[4.0, 4.0], 0.99),
+            Some((2.0, 2.0))
+        );
+        let ci = median_ratio_ci(&[&b1, &b1], &[&c1, &c1], 0.99, 1000, 1);
+        assert_eq!((ci.ratio, ci.lo, ci.hi), (2.0, 2.0, 2.0));
+        // Spread on one side only: Welch's degrees of freedom are that side's n - 1.
+        let (lo, hi) = welch_log_ratio_interval(&[1.0, 1.0, 1.0], &[1.9, 2.0, 2.1], 0.95).unwrap();
+        // exp(mean ± t(0.975, 2) · se) = [1.765, 2.258]; with more degrees of freedom it
+        // would be narrower.
+        assert!(
+            lo > 1.74 && lo < 1.79 && hi > 2.23 && hi < 2.28,
+            "{lo} {hi}"
+        );
+        // A zero or negative median (a hand-edited file): no t interval, and no panic.
+        assert_eq!(
+            welch_log_ratio_interval(&[0.0, 1.0], &[1.0, 1.0], 0.99),
+            None
+        );
+        assert_eq!(
+            welch_log_ratio_interval(&[1.0, 1.0], &[-1.0, 1.0], 0.99),
+            None
+        );
+        let zero = [0.0, 0.0, 0.0];
+        let ci = median_ratio_ci(&[&zero, &b1], &[&c1, &c1], 0.99, 200, 1);
+        assert!(ci.ratio.is_finite(), "{ci:?}");
     }
 
     #[test]
