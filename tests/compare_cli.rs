@@ -185,6 +185,50 @@ fn a_change_too_wide_to_decide_is_inconclusive() {
     assert!(stdout(&out).starts_with("❌"), "{}", stdout(&out));
 }
 
+/// Writes a copy of `src` whose every record holds three rounds of 101 samples, each spread
+/// ±2 % around the given multiple of the record's median.
+fn rounds(src: &Path, name: &str, levels: [f64; 3]) -> PathBuf {
+    edited(src, name, 1.0, |v| {
+        for r in v["records"].as_array_mut().unwrap() {
+            let m = r["stats"]["median_ms"].as_f64().unwrap();
+            let samples: Vec<Value> = levels
+                .iter()
+                .flat_map(|f| {
+                    (0..101).map(move |i| Value::from(m * f * (0.98 + 0.0004 * f64::from(i))))
+                })
+                .collect();
+            r["repetitions"] = Value::from(vec![101, 101, 101]);
+            r["samples_ms"] = Value::Array(samples);
+        }
+    })
+}
+
+/// Three rounds a side that disagree as one binary's did against itself under load (per-round
+/// medians 0.152, 0.173, 0.125 ms against 0.095, 0.100, 0.113): the bootstrap over three
+/// rounds alone would call that improved; with the t interval across rounds it is
+/// inconclusive. Rounds that agree still give a verdict.
+#[test]
+fn three_rounds_a_side_that_disagree_are_not_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = real_run(dir.path());
+    let b = rounds(&base, "b3.json", [1.0, 1.138, 0.822]);
+    let c = rounds(&base, "c3.json", [0.625, 0.658, 0.743]);
+    let (bs, cs) = (b.to_str().unwrap(), c.to_str().unwrap());
+    let out = compare(&[bs, cs, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for ch in v["changes"].as_array().unwrap() {
+        assert_eq!(ch["verdict"], "inconclusive", "{ch}");
+    }
+    let agree = rounds(&base, "a3.json", [1.0, 1.01, 0.99]);
+    let slow = rounds(&base, "s3.json", [1.5, 1.51, 1.49]);
+    let (a, s) = (agree.to_str().unwrap(), slow.to_str().unwrap());
+    let out = compare(&[a, s, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["counts"]["regressed"], 8, "{v}");
+}
+
 /// `merge` pools rounds: each file a repetition, stats recomputed from all samples.
 #[test]
 fn merge_pools_rounds_as_repetitions() {
