@@ -11,6 +11,7 @@
 //!     cargo bench --bench cutover                     # every case, 1 thread
 //!     cargo bench --bench cutover -- --threads 2 --k 3
 //!     cargo bench --bench cutover -- --table1         # Table 1's convolutions only
+//!     cargo bench --bench cutover -- --table1 --only "pwconv 1x1 96x56x56"
 
 use std::time::Instant;
 
@@ -100,6 +101,11 @@ fn main() {
     let threads = value("--threads").unwrap_or(1);
     let kernels: Vec<usize> = value("--k").map_or(vec![3, 5, 7], |k| vec![k]);
     let table1 = args.iter().any(|a| a == "--table1");
+    // Cases whose label contains this text (all where absent).
+    let only = args.iter().position(|a| a == "--only").map(|i| {
+        args.get(i + 1)
+            .expect("--only needs the text of a case's label")
+    });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -111,7 +117,10 @@ fn main() {
     println!("| convolution | cg | kernel | median ms | / fastest | dispatcher |");
     println!("|---|--:|---|--:|--:|---|");
     let mut wrong = 0;
-    for case in cases(table1, &kernels) {
+    for case in cases(table1, &kernels)
+        .into_iter()
+        .filter(|c| only.is_none_or(|o| c.label.contains(o.as_str())))
+    {
         let s = &case.spec;
         let FeatureMap { c, h, w } = s.map;
         let cg = c / s.conv_groups();

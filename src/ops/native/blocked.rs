@@ -631,6 +631,20 @@ impl Job {
         lanes: Lanes,
     ) {
         let Geometry { h, w, k, .. } = self.g;
+        if k == 1 {
+            // No padding to add: Channels tiles read the input planes in place; Pixels tiles
+            // read a packed panel (below).
+            match lanes {
+                Lanes::Channels => {
+                    let per_tile = self.cg * self.t;
+                    for (tile, wt) in weights.chunks_exact(per_tile).enumerate().take(t1).skip(t0) {
+                        self.channels_tile(&x[y0 * w..], h * w, (tile, wt, out), (y0, y1));
+                    }
+                }
+                Lanes::Pixels => self.pointwise_pixels(x, weights, out, (y0, y1), (t0, t1)),
+            }
+            return;
+        }
         let pad = k / 2;
         let wp = w + 2 * pad;
         let slab_rows = y1 - y0 + 2 * pad;
@@ -712,6 +726,49 @@ impl Job {
                 }
             });
         }
+    }
+
+    /// A 1 x 1 convolution (a GEMM: output planes = weights x input planes) with Pixels tiles,
+    /// over output rows y0..y1 and tiles t0..t1: per block of 16·P consecutive pixels, the
+    /// input planes' slices are packed into one contiguous panel (cg x 16·P floats, read by
+    /// every tile from L1 or L2 instead of from cg planes a page or more apart), then each
+    /// tile writes its R output rows of the block straight into the output (no junk columns).
+    fn pointwise_pixels(
+        &self,
+        x: &[f32],
+        weights: &[f32],
+        out: OutPtr,
+        (y0, y1): (usize, usize),
+        (t0, t1): (usize, usize),
+    ) {
+        let Geometry { h, w, .. } = self.g;
+        let (hw, cg, r) = (h * w, self.cg, self.t);
+        let span = pixel_tile_vectors(r) * LANES;
+        with_buffer(&SLAB, cg * span + LANES, |buf| {
+            // Rows of the panel start on cache lines: no load of the tiles straddles two.
+            let skip = buf.as_ptr().align_offset(64).min(LANES);
+            let panel = &mut buf[skip..][..cg * span];
+            for at in block_starts(y0 * w, y1 * w, span) {
+                for (ci, dst) in panel.chunks_exact_mut(span).enumerate() {
+                    dst.copy_from_slice(&x[ci * hw + at..][..span]);
+                }
+                for (tile, wt) in weights.chunks_exact(cg * r).enumerate().take(t1).skip(t0) {
+                    let pixel_tile = PixelTile {
+                        src: panel.as_ptr(),
+                        plane_stride: span,
+                        channels: cg,
+                        taps: &self.taps,
+                        w: wt,
+                        // SAFETY: channel tile·r of the group at pixel `at`, inside its output.
+                        out: unsafe { out.at(tile * r * hw + at) },
+                        out_stride: hw,
+                    };
+                    // SAFETY: the panel holds cg rows of span floats (the only tap is 0);
+                    // pixels at..at + span < y1·w of the tile's R channels are this unit's.
+                    unsafe { run_pixel_tile(&pixel_tile, r, self.isa) };
+                }
+            }
+        });
     }
 
     /// One Pixels tile (index `tile` in the group, its packed `weights`) over output rows y0..y1: the slab's flattened planes
@@ -871,6 +928,12 @@ mod tests {
             ((8, 2, (40, 3), 5, 1, 2), vec![Pixels], Some(4)),
             // 1x1 Pixels in four row chunks.
             ((12, 1, (33, 17), 1, 1, 2), vec![Pixels], Some(4)),
+            // 1x1, batch 2 on 2 threads: Channels reads the planes in place in two chunks of
+            // rows; Pixels packs panels of 64 pixels (130: the last overlapping) in two
+            // slices of tiles.
+            ((96, 1, (10, 13), 1, 2, 2), vec![Channels, Pixels], Some(2)),
+            // 1x1 Pixels, two groups of 12, one thread.
+            ((24, 2, (9, 8), 1, 2, 1), vec![Pixels], None),
             // Two rows, four 48-channel tiles on 2 threads: four slices of tiles.
             ((192, 1, (2, 8), 3, 1, 2), vec![Channels], Some(4)),
             // Four 6-channel tiles per group, too few rows to split: two slices each.
