@@ -105,21 +105,22 @@ impl ConvKernel {
 ///
 /// For k > 1 on AVX-512 the depthwise kernel takes depthwise convs (but 3x3 on rows wider
 /// than 16), then the register-blocked kernels run wherever their tiles fit, channel lanes
-/// first; for 1x1 the channel-lanes kernel on maps of at most 14 x 14 pixels, else the
-/// GEMM. Measured by `cargo bench --bench cutover` on the 112
+/// first; for 1x1 the channel-lanes kernel where a group's weights outweigh its input planes
+/// four times or more (cg >= 4·h·w), else the GEMM. Measured by `cargo bench --bench cutover` on the 112
 /// convolutions of the Table 1 and sweep suites (`results/cpu-xeon-2c-1t-cutover.md`), this
 /// picks the fastest kernel or one within 3 % of it at one thread everywhere but DWConv 3x3
 /// at 96x56x56 (a 4 % tie given to the stencil), DWConv 5x5 at 192x28x28 (3 %) and PConv
 /// 3x3 n_div=2's conv at 96x56x56 (pixel lanes 10 % faster).
 ///
-/// PWConv (`cargo bench --bench cutover -- --table1 --only pwconv`, 1 and 2 threads): on
-/// 768x7x7 the channel lanes ran 1.08-1.12x faster than the GEMM at 1 thread and 1.37x at
-/// 2; on 384x14x14 they tied at 1 thread and were 1.10x faster at 2. On 192x28x28 the GEMM
-/// was 1.13x faster at 1 thread, the channel lanes 1.12x at 2: left to the GEMM. On
-/// 96x56x56 the GEMM won at both (channel lanes 1.3x slower, pixel lanes 1.0-1.07x).
+/// PWConv (`cargo bench --bench cutover -- --table1 --only pwconv`, 1 and 2 threads, in two
+/// sessions of differing load): the GEMM packs the weights on every call, the channel lanes
+/// read them packed once per layer. On 768x7x7 (768 >= 4·49) the channel lanes ran
+/// 1.00-1.12x faster than the GEMM at 1 thread and 1.29-1.37x at 2. On 384x14x14 they tied
+/// or lost by 13 % at 1 thread and were 1.10x faster or 1.12x slower at 2: left to the GEMM,
+/// as are 192x28x28 and 96x56x56, where the GEMM won at both.
 pub fn conv_kernel(c: usize, groups: usize, (h, w): (usize, usize), k: usize) -> ConvKernel {
     let order: &[ConvKernel] = if k == 1 {
-        if h * w <= 14 * 14 {
+        if c / groups >= 4 * h * w {
             &[ConvKernel::BlockedOc]
         } else {
             &[]
@@ -597,10 +598,12 @@ mod tests {
         let dense = conv_kernel(96, 1, (56, 56), 3);
         assert_eq!(dense, if avx512 { BlockedOc } else { Gemm });
         assert_eq!(conv_kernel(96, 96, (56, 56), 1), Direct);
-        // PWConv: channel lanes on maps of at most 14 x 14, the GEMM on larger ones.
+        // PWConv: channel lanes where cg >= 4·h·w, else the GEMM.
         for (c, hw, small) in [
             (768, (7, 7), true),
-            (384, (14, 14), true),
+            (784, (14, 14), true),
+            (768, (14, 14), false),
+            (384, (14, 14), false),
             (192, (28, 28), false),
             (96, (56, 56), false),
         ] {
