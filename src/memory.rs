@@ -44,25 +44,31 @@ fn extra_activations(p: &Point) -> u64 {
 const NATIVE_BLOCKED_SCRATCH_FLOATS: u64 = 1 << 14;
 
 /// Floats the register-blocked kernels hold for a native CPU point with `layers` layers,
-/// where any of its convolutions can run them (AVX-512, k > 1): each worker's padded slab (a
-/// group's channels over all rows, at most the input's c: a block's 3x3 convs are no wider;
-/// 16 channels for DWConv) and scratch, and a packed copy of every layer's weights (two when
-/// training: the input gradient's layer packs its own).
+/// where any of its convolutions can run them (AVX-512; for k = 1 only where the dispatcher
+/// picks them): each worker's padded slab (a group's channels over all rows, at most the
+/// input's c: a block's 3x3 convs are no wider; 16 channels for DWConv; none for 1x1, whose
+/// tiles read the planes in place) and scratch, and a packed copy of every layer's weights
+/// (two when training: the input gradient's layer packs its own).
 fn blocked_floats(p: &Point, layers: u64) -> Option<u64> {
     use crate::ops::native::simd::{isa, Isa};
     let s = &p.spec;
     let k = s.kernel as u64;
-    if isa() != Isa::Avx512 || k == 1 {
+    let FeatureMap { c, h, w } = s.map;
+    if isa() != Isa::Avx512
+        || (k == 1
+            && crate::ops::native::conv_kernel(s.conv_channels(), s.conv_groups(), (h, w), 1)
+                != crate::ops::native::ConvKernel::BlockedOc)
+    {
         return Some(0);
     }
-    let FeatureMap { c, h, w } = s.map;
     let c = if s.kind == OpKind::DWConv {
         c.min(16)
     } else {
         c
     };
     let padded_plane = (h as u64 + k - 1).checked_mul(w as u64 + k - 1)?;
-    let per_worker = padded_plane.checked_mul(c as u64)?.checked_add(
+    let slab_channels = if k == 1 { 0 } else { c as u64 };
+    let per_worker = padded_plane.checked_mul(slab_channels)?.checked_add(
         padded_plane
             .checked_mul(6)?
             .max(NATIVE_BLOCKED_SCRATCH_FLOATS),
@@ -93,7 +99,11 @@ fn im2col_bytes(p: &Point, batch: u64, layers: u64, on_gpu: bool) -> Option<u64>
     let FeatureMap { h, w, .. } = s.map;
     let k = s.kernel as u64;
     if k == 1 {
-        return Some(0);
+        // No im2col; where a 1x1 runs the register-blocked kernel, its packed weights.
+        return match (p.implementation, on_gpu) {
+            (Implementation::Native, false) => blocked_floats(p, layers)?.checked_mul(4),
+            _ => Some(0),
+        };
     }
     let channels = s.conv_channels();
     let cg = channels / s.conv_groups().max(1);
@@ -373,6 +383,26 @@ mod tests {
         let dw = point(OpKind::DWConv, "768x7x7", 32, Implementation::Native);
         let (_, dw_device) = host_and_device_bytes(&dw, 10, true).unwrap();
         assert!(dw_device < 32 * 768 * 49 * 4 * 4, "{dw_device}");
+    }
+
+    #[test]
+    fn a_1x1_on_the_blocked_kernel_counts_its_packed_weights() {
+        let pw = |map: &str| {
+            let mut p = point(OpKind::PWConv, map, 1, Implementation::Native);
+            p.spec.kernel = 1;
+            host_and_device_bytes(&p, 10, false).unwrap().0
+        };
+        // 768x7x7 runs the channel-lanes kernel on AVX-512: ten packed copies of its 768 x 768
+        // weights (23.6 MB) besides the layers' own; 384x14x14 runs the GEMM.
+        let packed = 10 * 768 * 768 * 4;
+        let (big, small) = (pw("768x7x7"), pw("384x14x14"));
+        let avx512 = crate::ops::native::simd::isa() == crate::ops::native::simd::Isa::Avx512;
+        if avx512 {
+            assert!(big >= 2 * packed, "{big}");
+        } else {
+            assert!(big < 2 * packed, "{big}");
+        }
+        assert!(small < 2 * 10 * 384 * 384 * 4, "{small}");
     }
 
     #[test]

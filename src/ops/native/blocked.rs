@@ -2,7 +2,9 @@
 //! oneDNN's JIT kernels: a tile keeps 8-24 accumulator registers (of AVX-512's 32) for the
 //! whole reduction over input channels and taps, each step loading a few vectors and
 //! broadcasting a few scalars into R x P fused multiply-adds. No im2col: inputs are read
-//! through offsets into a zero-padded copy of the image. Two layouts of a tile:
+//! through offsets into a zero-padded copy of the image (for 1 x 1, which needs no padding,
+//! from the input planes in place or from a packed panel of them, see `Job::unit`). Two
+//! layouts of a tile:
 //!
 //! - **Channels** (`blocked_oc`): lanes are 16 output channels, V = 1-3 registers of them by
 //!   P = 7-10 pixels. Each step loads V vectors of weights and broadcasts P input values; any
@@ -140,7 +142,8 @@ impl PackedWeights {
 
 /// What one tile reads and writes.
 struct Tile<'a> {
-    /// The tile's first input channel of this pass, in the unit's padded slab.
+    /// The tile's first input channel of this pass, in the unit's padded slab (for 1 x 1:
+    /// in the input planes themselves).
     src: *const f32,
     /// Floats between consecutive input planes.
     plane_stride: usize,
@@ -452,7 +455,8 @@ const SUPER_BLOCK_TILES: usize = 32;
 
 thread_local! {
     /// Each worker's padded slab: its unit's rows (plus the kernel's halo) of its group's
-    /// input planes, kept between calls; every element is rewritten.
+    /// input planes, kept between calls; every element is rewritten. For 1 x 1 Pixels tiles:
+    /// the packed panel (after up to 15 floats skipped to align it, never read).
     static SLAB: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Each worker's scratch, kept between calls: a Channels super-block's partial sums
     /// (the first pass writes what later passes read) or a Pixels tile's rows with their
@@ -508,7 +512,8 @@ impl Blocked<'_> {
     ///
     /// Work units are (image, group, slice of tiles, chunk of output rows): each pads its
     /// own rows (with the kernel's halo) of its group's input into a private slab, then runs
-    /// its tiles over them, so a worker reads what it padded and nothing crosses cores.
+    /// its tiles over them, so a worker reads what it padded and nothing crosses cores
+    /// (for 1 x 1: no slab, see `Job::unit`).
     pub(crate) fn run_with(&self, out: &mut [f32], out_image: usize, n: usize, isa: Isa) {
         let Geometry { c, h, w, k } = self.g;
         let (hw, cg, t, lanes) = (
@@ -678,7 +683,7 @@ impl Job {
         });
     }
 
-    /// One Channels tile (index `tile` in the group, its packed `weights`) over output rows y0..y1, read from the slab, in passes
+    /// One Channels tile (index `tile` in the group, its packed `weights`) over output rows y0..y1, read from the slab (or the planes, for 1 x 1), in passes
     /// over the input channels whose weights stay in L1 while a super-block of pixel tiles
     /// reuses them.
     fn channels_tile(
@@ -764,7 +769,7 @@ impl Job {
                         out_stride: hw,
                     };
                     // SAFETY: the panel holds cg rows of span floats (the only tap is 0);
-                    // pixels at..at + span < y1·w of the tile's R channels are this unit's.
+                    // pixels at..at + span <= y1·w of the tile's R channels are this unit's.
                     unsafe { run_pixel_tile(&pixel_tile, r, self.isa) };
                 }
             }
@@ -934,6 +939,15 @@ mod tests {
             ((96, 1, (10, 13), 1, 2, 2), vec![Channels, Pixels], Some(2)),
             // 1x1 Pixels, two groups of 12, one thread.
             ((24, 2, (9, 8), 1, 2, 1), vec![Pixels], None),
+            // 1x1 Pixels with 4-channel tiles: panels of 96 pixels (108: the last overlapping).
+            ((8, 1, (9, 12), 1, 1, 1), vec![Pixels], None),
+            // 1x1 Channels with 32-channel tiles of 10 pixels.
+            ((64, 1, (6, 11), 1, 1, 1), vec![Channels], None),
+            // 1x1 over 192 channels: two passes (128 + 64) and two super-blocks of tiles (35
+            // tiles of 8); Pixels in panels of 64.
+            ((192, 1, (7, 40), 1, 1, 1), vec![Channels, Pixels], None),
+            // 1x1 on a short map on 2 threads: four slices of 48-channel tiles.
+            ((192, 1, (2, 8), 1, 1, 2), vec![Channels], Some(4)),
             // Two rows, four 48-channel tiles on 2 threads: four slices of tiles.
             ((192, 1, (2, 8), 3, 1, 2), vec![Channels], Some(4)),
             // Four 6-channel tiles per group, too few rows to split: two slices each.

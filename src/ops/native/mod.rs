@@ -2,13 +2,14 @@
 //! interface, tensors and timing path with the stock candle implementation.
 //!
 //! - k x k convolutions (k > 1) whose channels per group are a multiple of 16, or of 6 or
-//!   4, on AVX-512: register-blocked direct convolutions (`blocked`).
+//!   4, on AVX-512: register-blocked direct convolutions (`blocked`); so are the 1x1 convs
+//!   whose weights outweigh their input planes four times (cg >= 4·h·w).
 //! - DWConv with channels in multiples of 16 on AVX-512 (but 3x3 on rows wider than 16): 16
 //!   channels in the lanes (`depthwise`).
 //! - Other DWConv, and other GConv / PConv with few channels per group: a direct stencil
 //!   (`direct`).
-//! - PWConv and the rest: im2col bands (none for 1x1) into one GEMM writing straight into
-//!   the NCHW output (`gemm_conv`).
+//! - Other PWConv and the rest: im2col bands (none for 1x1) into one GEMM writing straight
+//!   into the NCHW output (`gemm_conv`).
 //! - PConv `split_cat` writes the conv result and the untouched channels into one output;
 //!   `slicing` clones the input once and writes the conv result over its first c_p channels.
 //! - With `--features cuda`, the same layers run on the GPU (`cuda`): a direct grouped-conv
@@ -106,18 +107,19 @@ impl ConvKernel {
 /// For k > 1 on AVX-512 the depthwise kernel takes depthwise convs (but 3x3 on rows wider
 /// than 16), then the register-blocked kernels run wherever their tiles fit, channel lanes
 /// first; for 1x1 the channel-lanes kernel where a group's weights outweigh its input planes
-/// four times or more (cg >= 4·h·w), else the GEMM. Measured by `cargo bench --bench cutover` on the 112
-/// convolutions of the Table 1 and sweep suites (`results/cpu-xeon-2c-1t-cutover.md`), this
-/// picks the fastest kernel or one within 3 % of it at one thread everywhere but DWConv 3x3
-/// at 96x56x56 (a 4 % tie given to the stencil), DWConv 5x5 at 192x28x28 (3 %) and PConv
-/// 3x3 n_div=2's conv at 96x56x56 (pixel lanes 10 % faster).
+/// four times or more (cg >= 4·h·w), else the GEMM. Measured by `cargo bench --bench cutover`
+/// on the 112 convolutions of the Table 1 and sweep suites (`results/cpu-xeon-2c-1t-cutover.md`,
+/// whose PWConv rows predate the 1x1 paths), this picks the fastest kernel or one within 3 %
+/// of it at one thread everywhere but DWConv 3x3 at 96x56x56 (a 4 % tie given to the
+/// stencil), DWConv 5x5 at 192x28x28 (3 %) and PConv 3x3 n_div=2's conv at 96x56x56 (pixel
+/// lanes 10 % faster).
 ///
-/// PWConv (`cargo bench --bench cutover -- --table1 --only pwconv`, 1 and 2 threads, in two
-/// sessions of differing load): the GEMM packs the weights on every call, the channel lanes
-/// read them packed once per layer. On 768x7x7 (768 >= 4·49) the channel lanes ran
-/// 1.00-1.12x faster than the GEMM at 1 thread and 1.29-1.37x at 2. On 384x14x14 they tied
-/// or lost by 13 % at 1 thread and were 1.10x faster or 1.12x slower at 2: left to the GEMM,
-/// as are 192x28x28 and 96x56x56, where the GEMM won at both.
+/// PWConv: the GEMM packs the weights on every call, the channel lanes read them packed once
+/// per layer, which pays where the weights are large next to the map. In
+/// `results/cpu-xeon-2c-{1,2}t-cutover-pwconv.md` (`--table1 --only pwconv`, under load from
+/// elsewhere) the channel lanes ran 768x7x7 (768 >= 4·49) 1.08x faster than the GEMM at 1
+/// thread (2.47x at 2, where that run's GEMM was slower than at 1 thread), and the three
+/// larger maps 1.02-1.91x slower, so those stay on the GEMM.
 pub fn conv_kernel(c: usize, groups: usize, (h, w): (usize, usize), k: usize) -> ConvKernel {
     let order: &[ConvKernel] = if k == 1 {
         if c / groups >= 4 * h * w {
