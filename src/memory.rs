@@ -54,10 +54,16 @@ fn blocked_floats(p: &Point, layers: u64) -> Option<u64> {
     let s = &p.spec;
     let k = s.kernel as u64;
     let FeatureMap { c, h, w } = s.map;
+    let on_blocked = |channels: usize, groups: usize| {
+        crate::ops::native::conv_kernel(channels, groups, (h, w), 1)
+            == crate::ops::native::ConvKernel::BlockedOc
+    };
+    // A composite's PWConv (c -> c) dispatches on its own.
+    let pointwise_part = matches!(s.kind, OpKind::PConvPw | OpKind::DwPw | OpKind::GConvPw);
     if isa() != Isa::Avx512
         || (k == 1
-            && crate::ops::native::conv_kernel(s.conv_channels(), s.conv_groups(), (h, w), 1)
-                != crate::ops::native::ConvKernel::BlockedOc)
+            && !on_blocked(s.conv_channels(), s.conv_groups())
+            && !(pointwise_part && on_blocked(c, 1)))
     {
         return Some(0);
     }
@@ -387,20 +393,24 @@ mod tests {
 
     #[test]
     fn a_1x1_on_the_blocked_kernel_counts_its_packed_weights() {
-        let pw = |map: &str| {
-            let mut p = point(OpKind::PWConv, map, 1, Implementation::Native);
+        let pw = |kind: OpKind, map: &str| {
+            let mut p = point(kind, map, 1, Implementation::Native);
             p.spec.kernel = 1;
             host_and_device_bytes(&p, 10, false).unwrap().0
         };
         // 768x7x7 runs the channel-lanes kernel on AVX-512: ten packed copies of its 768 x 768
-        // weights (23.6 MB) besides the layers' own; 384x14x14 runs the GEMM.
+        // weights (23.6 MB) besides the layers' own, also as a 1x1 DWConv + PWConv's second
+        // part; 384x14x14 runs the GEMM.
         let packed = 10 * 768 * 768 * 4;
-        let (big, small) = (pw("768x7x7"), pw("384x14x14"));
+        let small = pw(OpKind::PWConv, "384x14x14");
         let avx512 = crate::ops::native::simd::isa() == crate::ops::native::simd::Isa::Avx512;
-        if avx512 {
-            assert!(big >= 2 * packed, "{big}");
-        } else {
-            assert!(big < 2 * packed, "{big}");
+        for kind in [OpKind::PWConv, OpKind::DwPw] {
+            let big = pw(kind, "768x7x7");
+            if avx512 {
+                assert!(big >= 2 * packed, "{kind:?}: {big}");
+            } else {
+                assert!(big < 2 * packed, "{kind:?}: {big}");
+            }
         }
         assert!(small < 2 * 10 * 384 * 384 * 4, "{small}");
     }

@@ -16,7 +16,8 @@
 //! - **Pixels** (`blocked_px`): lanes are 16 consecutive positions of the flattened padded
 //!   plane, R = 6 or 4 output channels by P = 4 or 6 vectors. Each step loads P input
 //!   vectors and broadcasts R weights: suits groups with few channels (GConv, PConv's small
-//!   c_p). Junk columns (the padding) land in scratch and are dropped by a row copy.
+//!   c_p). Junk columns (the padding) land in scratch and are dropped by a row copy (1 x 1
+//!   has none: its tiles store straight into the output).
 //!
 //! Weights are repacked per tile as [input channel][tap][output channel of the tile]. The
 //! dispatcher (`super::conv_kernel`) picks these kernels on AVX-512 only, where they were
@@ -550,7 +551,8 @@ impl Blocked<'_> {
             }
         };
         // With several threads and fewer (image, group) pairs than twice the threads, each
-        // pair is split, into slices of its tiles (each slice pads the group's rows itself)
+        // pair is split, into slices of its tiles (each slice pads the group's rows itself,
+        // but for 1 x 1)
         // where there are enough tiles and either the map is too short for rows or the
         // group's weights outweigh its padded planes (cg·k² > one padded plane: each chunk of
         // rows would stream every tile's weights again; Conv 384x14x14 on 2 threads ran 1.62x

@@ -109,8 +109,8 @@ impl ConvKernel {
 /// first; for 1x1 the channel-lanes kernel where a group's weights outweigh its input planes
 /// four times or more (cg >= 4·h·w), else the GEMM. Measured by `cargo bench --bench cutover`
 /// on the 112 convolutions of the Table 1 and sweep suites (`results/cpu-xeon-2c-1t-cutover.md`,
-/// whose PWConv rows predate the 1x1 paths), this picks the fastest kernel or one within 3 %
-/// of it at one thread everywhere but DWConv 3x3 at 96x56x56 (a 4 % tie given to the
+/// whose PWConv rows predate the 1x1 paths), this picks, for k > 1, the fastest kernel or one
+/// within 3 % of it at one thread everywhere but DWConv 3x3 at 96x56x56 (a 4 % tie given to the
 /// stencil), DWConv 5x5 at 192x28x28 (3 %) and PConv 3x3 n_div=2's conv at 96x56x56 (pixel
 /// lanes 10 % faster).
 ///
