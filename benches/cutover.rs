@@ -77,6 +77,12 @@ fn cases(table1: bool, kernels: &[usize]) -> Vec<Case> {
     out
 }
 
+/// Prints a one-line error and exits with status 2, before anything is measured or printed.
+fn usage_error(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(2)
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -103,9 +109,25 @@ fn main() {
     let table1 = args.iter().any(|a| a == "--table1");
     // Cases whose label contains this text (all where absent).
     let only = args.iter().position(|a| a == "--only").map(|i| {
-        args.get(i + 1)
-            .expect("--only needs the text of a case's label")
+        match args
+            .get(i + 1)
+            .filter(|v| !v.is_empty() && !v.starts_with("--"))
+        {
+            Some(v) => v.clone(),
+            None => usage_error(
+                "--only needs the text of a case's label, such as \"pwconv 1x1 96x56x56\"",
+            ),
+        }
     });
+    let all = cases(table1, &kernels);
+    if let Some(o) = &only {
+        if !all.iter().any(|c| c.label.contains(o.as_str())) {
+            usage_error(&format!(
+                "--only '{o}' matches no case of this run; labels look like \"conv 3x3 96x56x56\" \
+                 or \"pwconv 1x1 768x7x7\" (with --table1, the k of --k, or 3, 5 and 7)"
+            ));
+        }
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -117,9 +139,9 @@ fn main() {
     println!("| convolution | cg | kernel | median ms | / fastest | dispatcher |");
     println!("|---|--:|---|--:|--:|---|");
     let mut wrong = 0;
-    for case in cases(table1, &kernels)
+    for case in all
         .into_iter()
-        .filter(|c| only.is_none_or(|o| c.label.contains(o.as_str())))
+        .filter(|c| only.as_ref().is_none_or(|o| c.label.contains(o.as_str())))
     {
         let s = &case.spec;
         let FeatureMap { c, h, w } = s.map;
