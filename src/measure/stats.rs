@@ -623,9 +623,9 @@ mod bootstrap_tests {
     }
 
     /// Three rounds a side whose levels wander ±25% (a loaded 2-core machine: per-process
-    /// medians of one binary spread that far): at 99% the bootstrap alone calls about 3% of
-    /// them a change beyond 10% (16 of these 500), the interval `compare` uses about 0.4%
-    /// (none of these 500; the bound leaves room for another random stream).
+    /// medians of one binary spread that far): at 99% the bootstrap alone calls 16 of these
+    /// 500 a change beyond 10%, the interval `compare` uses none (the bound of 6 leaves room
+    /// for another random stream).
     #[test]
     fn a_few_rounds_under_heavy_drift_are_not_called_a_change() {
         let (mut bootstrap_alarms, mut alarms) = (0, 0);
